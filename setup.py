@@ -1,0 +1,38 @@
+"""Packaging for keras_spk."""
+
+import pathlib
+
+from setuptools import find_packages
+from setuptools import setup
+
+HERE = pathlib.Path(__file__).parent
+
+
+def _requirements():
+    lines = (HERE / "requirements.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def _version():
+    for line in (HERE / "keras_spk" / "version.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=")[1].strip().strip('"')
+    raise RuntimeError("keras_spk/version.py has no __version__")
+
+
+setup(
+    name="keras_spk",
+    version=_version(),
+    description="Deep speaker verification for Keras 3 (TensorFlow and PyTorch backends).",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_spk", "keras_spk.*"]),
+    python_requires=">=3.10",
+    install_requires=_requirements(),
+    extras_require={
+        "test": ["pytest>=7"],
+        # 2.13.0 is the CPU build used for testing; other versions pull CUDA wheels.
+        "torch": ["torch==2.13.0"],
+    },
+    license="Apache-2.0",
+)
