@@ -1,0 +1,128 @@
+import keras
+from keras import ops
+
+from keras_spk.layers import _framing
+
+
+@keras.saving.register_keras_serializable(package="keras_spk")
+class LogSpectrogram(keras.layers.Layer):
+    """Log-magnitude linear-frequency spectrogram.
+
+    For each frame (no centre padding; frame `t` covers samples
+    `[t * step, t * step + frame_length)`):
+
+    ```
+    S[t, k]   = log(|rfft(window * x[t * step : t * step + frame_length],
+                          fft_length)[k]| + log_offset)
+    out[t, k] = S[t, k] - mean(S[s(t) : s(t) + min(W, T), k])   # if W
+    ```
+
+    with `W = mean_normalization_window` and
+    `s(t) = clip(t - W // 2, 0, max(T - W, 0))` (Kaldi's
+    `apply-cmvn-sliding --center=true`, see `LogMelFilterbank`). Note the
+    log of the *magnitude*, not of the power.
+
+    Framing, windowing (symmetric Hamming by default, as `np.hamming`) and
+    normalisation are shared with `LogMelFilterbank`, so both layers produce
+    the same number of frames: `T = 1 + (samples - frame_length) //
+    frame_step`, trailing samples that do not fill a frame are ignored, and
+    an input shorter than one frame gives `T = 0` (an empty output, no error
+    and no NaN).
+
+    Args:
+        sample_rate: positive int, sampling rate of the input in Hz.
+            Defaults to `16000`.
+        frame_length_ms: positive float, frame length in milliseconds,
+            rounded to whole samples. Defaults to `25`.
+        frame_step_ms: positive float, hop between frames in milliseconds,
+            rounded to whole samples. Defaults to `10`.
+        fft_length: int >= frame length in samples, or `None` for the next
+            power of two >= the frame length (512 at 16 kHz / 25 ms).
+        window: `"hamming"` (default), `"hann"` (both symmetric) or
+            `"rectangular"`.
+        log_offset: positive float added to the magnitude before the log.
+            Defaults to `1e-6`.
+        mean_normalization_window: int, length in frames of the sliding mean
+            window, or `None` / `0` (default) for no normalisation.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: float tensor of waveforms, one utterance per row.
+
+    Input shape:
+        2D tensor `(batch_size, samples)`; `samples` may be `None`.
+
+    Output shape:
+        3D tensor `(batch_size, frames, fft_length // 2 + 1)`, time-major,
+        with `frames = max(0, 1 + (samples - frame_length) // frame_step)`
+        (`None` when `samples` is `None`).
+
+    Example:
+
+    >>> x = np.random.uniform(-1, 1, size=(2, 16000)).astype("float32")
+    >>> LogSpectrogram()(x).shape
+    (2, 98, 257)
+
+    Reference:
+        - [Nagrani et al., VoxCeleb: a large-scale speaker identification
+          dataset, 2017](https://arxiv.org/abs/1706.08612)
+    """
+
+    def __init__(
+        self,
+        sample_rate=16000,
+        frame_length_ms=25,
+        frame_step_ms=10,
+        fft_length=None,
+        window="hamming",
+        log_offset=1e-6,
+        mean_normalization_window=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.frame_length, self.frame_step, self._fft_length = _framing.frame_geometry(
+            sample_rate, frame_length_ms, frame_step_ms, fft_length
+        )
+        _framing.check_window_name(window)
+        _framing.check_positive_real("log_offset", log_offset)
+        self._normalization_window = _framing.check_normalization_window(
+            mean_normalization_window
+        )
+        self.sample_rate = sample_rate
+        self.frame_length_ms = frame_length_ms
+        self.frame_step_ms = frame_step_ms
+        self.fft_length = fft_length
+        self.window = window
+        self.log_offset = log_offset
+        self.mean_normalization_window = mean_normalization_window
+        # numpy, converted in call(): becomes a graph constant on export.
+        self._window = _framing.window_array(window, self.frame_length)
+
+    def call(self, inputs):
+        # FFTs are not available in float16: compute in float32, cast back.
+        x = ops.cast(inputs, "float32")
+        frames = _framing.frame_signal(x, self.frame_length, self.frame_step)
+        power = _framing.power_spectrum(frames, self._window, self._fft_length)
+        features = ops.log(ops.sqrt(power) + self.log_offset)
+        if self._normalization_window:
+            features = _framing.sliding_mean_normalization(features, self._normalization_window)
+        return ops.cast(features, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        frames = _framing.static_num_frames(input_shape[1], self.frame_length, self.frame_step)
+        return (input_shape[0], frames, self._fft_length // 2 + 1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "sample_rate": self.sample_rate,
+                "frame_length_ms": self.frame_length_ms,
+                "frame_step_ms": self.frame_step_ms,
+                "fft_length": self.fft_length,
+                "window": self.window,
+                "log_offset": self.log_offset,
+                "mean_normalization_window": self.mean_normalization_window,
+            }
+        )
+        return config
