@@ -1,0 +1,195 @@
+"""tf.data pipelines for training and evaluation.
+
+Training: shuffle -> parallel read+decode -> random fixed-length crop
+(utterances shorter than the crop are repeated end to end until long
+enough, as the RawNet and FPM papers do) -> batch -> prefetch. Every random
+choice derives from one seed, so a run repeats exactly; shuffling and crops
+change from epoch to epoch.
+
+Evaluation: whole utterances, one at a time or in length buckets with
+their true lengths.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_spk.data.audio import load_audio
+from keras_spk.data.sampler import PKSampler
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def crop_or_repeat(waveform, length, seed):
+    """A `length`-sample window of `waveform`, repeating short utterances.
+
+    The waveform is tiled end to end until it holds at least `length`
+    samples, then a window starting at a uniform offset in
+    `[0, tiled_length - length]` is taken. For an utterance of at least
+    `length` samples this is a plain random crop; for a shorter one it is a
+    circular shift of the repeated utterance.
+
+    Args:
+        waveform: float32 [samples], samples > 0.
+        length: int, crop length in samples.
+        seed: int32/int64 [2] stateless random seed.
+
+    Returns:
+        float32 [length].
+    """
+    n = tf.shape(waveform)[0]
+    repeats = (length + n - 1) // n
+    tiled = tf.tile(waveform, [repeats])
+    span = n * repeats - length + 1
+    offset = tf.random.stateless_uniform([], seed, minval=0, maxval=span, dtype=tf.int32)
+    return tf.reshape(tiled[offset : offset + length], [length])
+
+
+def _crop_loader(crop_samples, sample_rate):
+    def load(path, label, seed):
+        waveform = load_audio(path, sample_rate)
+        return crop_or_repeat(waveform, crop_samples, seed), label
+
+    return load
+
+
+def _element_seeds(seed):
+    # One fresh random int64 pair per element; a new stream on every pass (epoch).
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+
+def training_dataset(
+    paths,
+    labels,
+    crop_samples,
+    batch_size,
+    sample_rate=16000,
+    seed=0,
+    shuffle=True,
+    drop_remainder=True,
+    num_parallel_calls=AUTOTUNE,
+):
+    """Random fixed-length crops with their speaker labels, batched.
+
+    Args:
+        paths: list of audio file paths.
+        labels: int speaker index of each path.
+        crop_samples: crop length in samples.
+        batch_size: int.
+        sample_rate: files at another rate are resampled to it.
+        seed: int; fixes the shuffle order and the crops.
+        shuffle: shuffle the whole list every epoch.
+        drop_remainder: drop the last incomplete batch.
+        num_parallel_calls: decode parallelism.
+
+    Returns:
+        A `tf.data.Dataset` of `(waveforms [batch, crop_samples] float32,
+        labels [batch] int64)`, one pass over the data per iteration.
+    """
+    paths, labels = _check_lists(paths, labels)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if shuffle:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = tf.data.Dataset.zip((dataset, _element_seeds(seed)))
+    dataset = dataset.map(
+        lambda pl, s: _crop_loader(crop_samples, sample_rate)(pl[0], pl[1], s),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True,
+    )
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+
+
+def pk_dataset(
+    paths,
+    labels,
+    crop_samples,
+    num_speakers,
+    num_utterances,
+    sample_rate=16000,
+    seed=0,
+    num_parallel_calls=AUTOTUNE,
+):
+    """P speakers x K utterances batches of random crops (see `PKSampler`).
+
+    Each pass over the dataset is one sampler epoch (`len(PKSampler)`
+    batches); successive passes draw successive epochs.
+
+    Returns:
+        A `tf.data.Dataset` of `(waveforms [P*K, crop_samples], labels [P*K])`,
+        rows grouped speaker by speaker.
+    """
+    paths, labels = _check_lists(paths, labels)
+    sampler = PKSampler(labels, num_speakers, num_utterances, seed=seed)
+
+    def epoch_batches(epoch_seed):
+        # The per-pass seed picks the sampler epoch, so every pass differs but repeats.
+        for batch in sampler.epoch(int(epoch_seed)):
+            yield batch
+
+    pass_seed = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    indices = pass_seed.flat_map(
+        lambda s: tf.data.Dataset.from_generator(
+            epoch_batches,
+            args=(tf.math.floormod(s, 2**31),),
+            output_signature=tf.TensorSpec([sampler.batch_size], tf.int64),
+        )
+    ).unbatch()
+    path_table = tf.constant(paths)
+    label_table = tf.constant(labels)
+    dataset = tf.data.Dataset.zip((indices, _element_seeds(seed + 1)))
+    load = _crop_loader(crop_samples, sample_rate)
+    dataset = dataset.map(
+        lambda i, s: load(tf.gather(path_table, i), tf.gather(label_table, i), s),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True,
+    )
+    return dataset.batch(sampler.batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def evaluation_dataset(paths, sample_rate=16000, batch_size=1, bucket_boundaries=None):
+    """Whole utterances for embedding extraction, in a fixed order.
+
+    With `batch_size=1` (default) each element is one utterance
+    `[1, samples]`. With a larger batch size utterances are grouped by
+    length (`bucket_boundaries` in samples, default 2/4/8/16 s) and
+    zero-padded; the true lengths come alongside.
+
+    Returns:
+        A `tf.data.Dataset` of `(index [batch] int64, waveforms [batch, samples],
+        lengths [batch] int32)`; `index` is the position in `paths`, since
+        bucketing changes the order.
+    """
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError("evaluation_dataset needs at least one path. Received an empty list.")
+    dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), paths))
+    dataset = dataset.map(
+        lambda i, p: (i, load_audio(p, sample_rate)),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
+    dataset = dataset.map(lambda i, w: (i, w, tf.shape(w)[0]))
+    if batch_size == 1:
+        dataset = dataset.map(lambda i, w, n: (i[None], w[None], n[None]))
+    else:
+        if bucket_boundaries is None:
+            bucket_boundaries = [sample_rate * s for s in (2, 4, 8, 16)]
+        dataset = dataset.bucket_by_sequence_length(
+            element_length_func=lambda i, w, n: n,
+            bucket_boundaries=list(bucket_boundaries),
+            bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
+            padded_shapes=([], [None], []),
+        )
+    return dataset.prefetch(AUTOTUNE)
+
+
+def _check_lists(paths, labels):
+    paths = [str(p) for p in paths]
+    labels = np.asarray(labels, dtype=np.int64)
+    if not paths:
+        raise ValueError("The training list is empty. Received 0 paths.")
+    if labels.shape != (len(paths),):
+        raise ValueError(
+            "labels must hold one speaker index per path. "
+            f"Received: {len(paths)} paths, labels of shape {labels.shape}"
+        )
+    return paths, labels

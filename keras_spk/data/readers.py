@@ -1,0 +1,300 @@
+"""Dataset readers: which audio files belong to which speaker.
+
+Three ways to describe a corpus, each returning an `UtteranceList`:
+
+* `read_voxceleb(root)`: the VoxCeleb layout `<spk>/<video>/<utt>.wav`.
+* `read_librispeech(root)`: the LibriSpeech layout `<spk>/<chapter>/<utt>.flac`.
+* `read_manifest(path)`: a plain text file, one utterance a line:
+  `path speaker [duration]` (whitespace or comma separated, `#` comments,
+  paths relative to the manifest's folder unless absolute).
+
+`read_dataset(layout, location)` picks one by name, for configs. A
+`SpeakerMap` fixes the speaker-to-index order of a model's output layer and
+is saved with every run.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from keras_spk.data.audio import SUPPORTED_EXTENSIONS
+from keras_spk.utils.files import atomic_write_json
+
+_SPEAKER_MAP_FORMAT = "keras_spk.speaker_map/1"
+
+
+@dataclasses.dataclass
+class UtteranceList:
+    """Audio files and their speakers.
+
+    Attributes:
+        paths: absolute file paths.
+        speakers: speaker id of each file.
+        root: folder the corpus was read from (for relative names).
+        durations: optional duration of each file in seconds.
+    """
+
+    paths: list
+    speakers: list
+    root: str = ""
+    durations: list = None
+
+    def __post_init__(self):
+        if len(self.paths) != len(self.speakers):
+            raise ValueError(
+                "paths and speakers must have the same length. "
+                f"Received: {len(self.paths)} paths, {len(self.speakers)} speakers"
+            )
+        if self.durations is not None and len(self.durations) != len(self.paths):
+            raise ValueError(
+                "durations must have one entry per path. "
+                f"Received: {len(self.durations)} durations, {len(self.paths)} paths"
+            )
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def speaker_ids(self):
+        """Sorted distinct speaker ids."""
+        return sorted(set(self.speakers))
+
+    def speaker_map(self):
+        """A `SpeakerMap` over this list's speakers, in sorted order."""
+        return SpeakerMap(self.speaker_ids)
+
+    def labels(self, speaker_map=None):
+        """Integer label of each file under `speaker_map` (default: `self.speaker_map()`)."""
+        speaker_map = speaker_map or self.speaker_map()
+        return speaker_map.encode(self.speakers)
+
+    def relative_paths(self):
+        """Paths relative to `root`."""
+        return [os.path.relpath(p, self.root) for p in self.paths]
+
+    def select(self, indices):
+        """A new list holding only the given positions."""
+        indices = list(indices)
+        return UtteranceList(
+            paths=[self.paths[i] for i in indices],
+            speakers=[self.speakers[i] for i in indices],
+            root=self.root,
+            durations=None if self.durations is None else [self.durations[i] for i in indices],
+        )
+
+
+class SpeakerMap:
+    """The speaker-to-index order of a model's output layer.
+
+    Args:
+        speakers: speaker ids in index order (must be distinct).
+
+    Example:
+    >>> m = SpeakerMap(["id10001", "id10002"])
+    >>> m.encode(["id10002"])
+    array([1])
+    """
+
+    def __init__(self, speakers):
+        speakers = [str(s) for s in speakers]
+        if len(set(speakers)) != len(speakers):
+            raise ValueError("SpeakerMap speakers must be distinct. Received duplicates.")
+        self.speakers = speakers
+        self._index = {s: i for i, s in enumerate(speakers)}
+
+    def __len__(self):
+        return len(self.speakers)
+
+    def __contains__(self, speaker):
+        return speaker in self._index
+
+    def __eq__(self, other):
+        return isinstance(other, SpeakerMap) and self.speakers == other.speakers
+
+    def index(self, speaker):
+        return self.encode([speaker])[0]
+
+    def encode(self, speakers):
+        """Indices of `speakers`; an unknown speaker raises naming it."""
+        try:
+            return np.array([self._index[s] for s in speakers], dtype=np.int64)
+        except KeyError as error:
+            raise ValueError(
+                f"Unknown speaker {error.args[0]!r}: not among the {len(self)} speakers of "
+                "this map. Use the speaker map saved with the model's run."
+            ) from None
+
+    def decode(self, indices):
+        return [self.speakers[int(i)] for i in indices]
+
+    def save(self, path):
+        """Writes the map as JSON (atomically)."""
+        atomic_write_json(path, {"format": _SPEAKER_MAP_FORMAT, "speakers": self.speakers})
+
+    @classmethod
+    def load(cls, path):
+        """Reads a map written by `save`."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                content = json.load(f)
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: cannot read speaker map ({error}).") from None
+        if not isinstance(content, dict) or content.get("format") != _SPEAKER_MAP_FORMAT:
+            raise ValueError(
+                f"{path}: not a keras_spk speaker map (expected format {_SPEAKER_MAP_FORMAT!r})."
+            )
+        return cls(content["speakers"])
+
+
+def _normalise_extensions(extensions):
+    extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+    unknown = [e for e in extensions if e not in SUPPORTED_EXTENSIONS]
+    if unknown:
+        raise ValueError(
+            f"Unsupported audio extension(s) {unknown}; supported: {list(SUPPORTED_EXTENSIONS)}."
+        )
+    return extensions
+
+
+def read_directory(root, extensions, layout_name="<speaker>/<session>/<utterance>"):
+    """Reads a three-level `<speaker>/<session>/<utterance>` tree.
+
+    Files without an audio extension (transcripts, READMEs) are ignored;
+    audio files at another depth are an error, since they would otherwise be
+    silently left out or given the wrong speaker.
+
+    Args:
+        root: corpus folder.
+        extensions: audio file extensions to collect, e.g. `(".wav",)`.
+        layout_name: layout shown in error messages.
+
+    Returns:
+        An `UtteranceList`, sorted by path.
+    """
+    root = os.path.abspath(os.fspath(root))
+    extensions = _normalise_extensions(extensions)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"Data folder {root} does not exist. Check --data / data.train.")
+    paths, speakers, misplaced = [], [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        depth = os.path.relpath(dirpath, root).count(os.sep) + 1 if dirpath != root else 0
+        for name in sorted(filenames):
+            if not name.lower().endswith(extensions):
+                continue
+            full = os.path.join(dirpath, name)
+            if depth != 2:
+                misplaced.append(os.path.relpath(full, root))
+                continue
+            paths.append(full)
+            speakers.append(os.path.relpath(dirpath, root).split(os.sep)[0])
+    if misplaced:
+        shown = ", ".join(misplaced[:5])
+        raise ValueError(
+            f"{len(misplaced)} audio file(s) under {root} are not at {layout_name} depth "
+            f"(e.g. {shown}). Move them into that layout or list the corpus in a manifest."
+        )
+    if not paths:
+        raise ValueError(
+            f"No {'/'.join(extensions)} files found under {root} in the layout {layout_name}."
+        )
+    return UtteranceList(paths=paths, speakers=speakers, root=root)
+
+
+def read_voxceleb(root, extensions=(".wav",)):
+    """Reads a VoxCeleb-layout tree `<speaker>/<video>/<utterance>.wav`."""
+    return read_directory(root, extensions, "<speaker>/<video>/<utterance>")
+
+
+def read_librispeech(root, extensions=(".flac",)):
+    """Reads a LibriSpeech-layout tree `<speaker>/<chapter>/<utterance>.flac`."""
+    return read_directory(root, extensions, "<speaker>/<chapter>/<utterance>")
+
+
+def read_manifest(path, root=None):
+    """Reads a manifest: one `path speaker [duration]` line per utterance.
+
+    Fields are separated by commas or whitespace; blank lines and lines
+    starting with `#` are skipped; a first line `path speaker ...` is taken
+    as a header. Relative paths are resolved against `root` (default: the
+    manifest's folder). Every listed file must exist.
+
+    Raises:
+        ValueError: naming the manifest line of a malformed entry or of
+            missing files.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Manifest {path} does not exist.")
+    root = os.path.abspath(root if root is not None else os.path.dirname(path))
+    paths, speakers, durations, missing = [], [], [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            fields = line.replace(",", " ").split()
+            if number == 1 and fields[:2] == ["path", "speaker"]:
+                continue
+            if len(fields) not in (2, 3):
+                raise ValueError(
+                    f"{path} line {number}: expected 'path speaker [duration]', got {line!r}."
+                )
+            full = fields[0] if os.path.isabs(fields[0]) else os.path.join(root, fields[0])
+            if not os.path.isfile(full):
+                missing.append(f"line {number}: {full}")
+            paths.append(full)
+            speakers.append(fields[1])
+            if len(fields) == 3:
+                try:
+                    durations.append(float(fields[2]))
+                except ValueError:
+                    raise ValueError(
+                        f"{path} line {number}: duration {fields[2]!r} is not a number."
+                    ) from None
+            else:
+                durations.append(None)
+    if missing:
+        raise FileNotFoundError(
+            f"{path}: {len(missing)} listed file(s) do not exist: "
+            + "; ".join(missing[:10])
+            + (" ..." if len(missing) > 10 else "")
+        )
+    if not paths:
+        raise ValueError(f"Manifest {path} lists no utterances.")
+    if any(d is None for d in durations):
+        durations = None if all(d is None for d in durations) else durations
+        if durations is not None:
+            raise ValueError(f"{path}: give a duration on every line or on none.")
+    return UtteranceList(paths=paths, speakers=speakers, root=root, durations=durations)
+
+
+READERS = {
+    "voxceleb": read_voxceleb,
+    "librispeech": read_librispeech,
+    "manifest": read_manifest,
+}
+
+
+def read_dataset(layout, location, **kwargs):
+    """Reads a corpus by layout name: one of `READERS` ("voxceleb", "librispeech", "manifest")."""
+    if layout not in READERS:
+        raise ValueError(f"Unknown data layout {layout!r}. Valid layouts: {sorted(READERS)}.")
+    return READERS[layout](location, **kwargs)
+
+
+def check_speaker_overlap(train_speakers, eval_speakers, allow_overlap=False):
+    """Raises when a training speaker also appears in the evaluation data.
+
+    Returns the sorted shared speakers (empty when disjoint).
+    """
+    shared = sorted(set(train_speakers) & set(eval_speakers))
+    if shared and not allow_overlap:
+        raise ValueError(
+            f"{len(shared)} speaker(s) appear in both the training and the evaluation data "
+            f"(e.g. {shared[:5]}); verification results would be optimistic. Use disjoint "
+            "speakers, or allow it explicitly (data.allow_speaker_overlap: true)."
+        )
+    return shared
