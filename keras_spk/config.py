@@ -4,7 +4,7 @@ A recipe ships a defaults file (every key it understands, one section per
 concern: `data`, `model`, `loss`, `optimizer`, ...). A user config or a
 `--section.key=value` override may change values but never invent keys: an
 unknown key is an error that lists the valid ones, so a typo cannot silently
-fall back to a default. Files are read with `yaml.safe_load` (no arbitrary
+fall back to a default. Files are read with a `yaml.SafeLoader` (no arbitrary
 Python objects). A config may start from another with `_base_: other.yaml`
 (relative to its own folder). The resolved config is written next to a
 run's outputs so every result can be reproduced.
@@ -16,6 +16,7 @@ Example:
 
 import copy
 import os
+import re
 
 import yaml
 
@@ -24,12 +25,39 @@ from keras_spk.utils.files import atomic_write_text
 BASE_KEY = "_base_"
 
 
+class _Loader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that also reads `1e-3` (no dot) as a float.
+
+    PyYAML follows YAML 1.1, where `1e-3` is a string; a learning rate
+    written that way would otherwise be rejected (or kept as text).
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _safe_load(stream):
+    return yaml.load(stream, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key and the fix."""
 
 
 def read_yaml(path):
-    """Reads one YAML mapping with `yaml.safe_load`, following `_base_` links."""
+    """Reads one YAML mapping with a `yaml.SafeLoader`, following `_base_` links."""
     return _read_yaml(os.fspath(path), seen=())
 
 
@@ -40,7 +68,7 @@ def _read_yaml(path, seen):
         raise ConfigError(f"Config file {path} includes itself through {BASE_KEY}.")
     try:
         with open(path, encoding="utf-8") as f:
-            content = yaml.safe_load(f)
+            content = _safe_load(f)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML ({error}).") from None
     if content is None:
@@ -132,7 +160,7 @@ def parse_overrides(args):
         else:
             raise ConfigError(f"Override '{arg}' has no value; write {arg}=VALUE.")
         try:
-            value = yaml.safe_load(text) if text != "" else ""
+            value = _safe_load(text) if text != "" else ""
         except yaml.YAMLError:
             value = text
         pairs.append((key, value))
@@ -177,11 +205,16 @@ def load_config(path, overrides=(), defaults=None):
         _merge(config, content, schema, "", os.fspath(path))
     else:
         schema, config = content, content
-    pairs = [
-        item
-        for override in overrides
-        for item in (parse_overrides([override]) if isinstance(override, str) else [override])
-    ]
+    # Strings are parsed together so that "--key value" (two strings) works too.
+    pairs, strings = [], []
+    for override in overrides:
+        if isinstance(override, str):
+            strings.append(override)
+        else:
+            pairs.extend(parse_overrides(strings))
+            strings = []
+            pairs.append(override)
+    pairs.extend(parse_overrides(strings))
     return apply_overrides(config, pairs, schema=schema)
 
 

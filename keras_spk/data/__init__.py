@@ -1,26 +1,48 @@
-"""Audio reading, dataset readers, trial lists and tf.data pipelines."""
+"""Audio reading, dataset readers, trial lists and tf.data pipelines.
 
-from keras_spk.data.audio import SUPPORTED_EXTENSIONS
-from keras_spk.data.audio import AudioError
-from keras_spk.data.audio import decode_audio
-from keras_spk.data.audio import find_bad_audio
-from keras_spk.data.audio import load_audio
-from keras_spk.data.audio import read_audio
-from keras_spk.data.audio import resample
-from keras_spk.data.audio import write_wav
-from keras_spk.data.pipeline import crop_or_repeat
-from keras_spk.data.pipeline import evaluation_dataset
-from keras_spk.data.pipeline import pk_dataset
-from keras_spk.data.pipeline import training_dataset
-from keras_spk.data.readers import READERS
-from keras_spk.data.readers import SpeakerMap
-from keras_spk.data.readers import UtteranceList
-from keras_spk.data.readers import check_speaker_overlap
-from keras_spk.data.readers import read_dataset
-from keras_spk.data.readers import read_librispeech
-from keras_spk.data.readers import read_manifest
-from keras_spk.data.readers import read_voxceleb
-from keras_spk.data.sampler import PKSampler
-from keras_spk.data.trials import Trials
-from keras_spk.data.trials import read_trials
-from keras_spk.data.trials import write_trials
+Names are imported on first use, so numpy-only parts (the demo corpus,
+the P×K sampler) do not load TensorFlow.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "audio": (
+        "AudioError",
+        "decode_audio",
+        "find_bad_audio",
+        "load_audio",
+        "read_audio",
+        "resample",
+    ),
+    "formats": ("SUPPORTED_EXTENSIONS",),
+    "wav": ("write_wav",),
+    "pipeline": ("crop_or_repeat", "evaluation_dataset", "pk_dataset", "training_dataset"),
+    "readers": (
+        "READERS",
+        "SpeakerMap",
+        "UtteranceList",
+        "check_speaker_overlap",
+        "read_dataset",
+        "read_librispeech",
+        "read_manifest",
+        "read_voxceleb",
+    ),
+    "sampler": ("PKSampler",),
+    "trials": ("Trials", "read_trials", "write_trials"),
+    "demo_corpus": ("default_demo_dir", "ensure_demo_corpus", "make_demo_corpus"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"keras_spk.data.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'keras_spk.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_WHERE))
+
+
+__all__ = sorted(_WHERE)

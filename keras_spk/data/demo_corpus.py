@@ -62,10 +62,11 @@ import json
 import os
 import pathlib
 import shutil
-import wave
 
 import numpy as np
 from scipy import signal
+
+from keras_spk.data.wav import write_wav
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -753,16 +754,6 @@ def _render(rng, speaker, session, duration):
     return x * (peak / (np.max(np.abs(x)) + 1e-12))
 
 
-def _write_wav(path, samples):
-    """Writes float samples in `[-1, 1]` as 16 kHz mono 16-bit PCM."""
-    pcm = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(SAMPLE_RATE)
-        f.writeframes(pcm.tobytes())
-
-
 # ---------------------------------------------------------------------------
 # Corpus layout
 # ---------------------------------------------------------------------------
@@ -1044,7 +1035,7 @@ def _build(root, seed, config):
             _rng(seed, _STREAM_UTTERANCE, k, it["utterance"]),
             speakers[k], sessions[key], it["duration"],
         )
-        _write_wav(path, x)
+        write_wav(path, x, SAMPLE_RATE)
 
     trials = _make_trials(seed, [it for it in items if it["split"] == "test"])
     with open(root / _TRIALS_FILE, "w", newline="\n") as f:

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from keras_spk.data.audio import SUPPORTED_EXTENSIONS
+from keras_spk.data.formats import SUPPORTED_EXTENSIONS
 from keras_spk.utils.files import atomic_write_json
 
 _SPEAKER_MAP_FORMAT = "keras_spk.speaker_map/1"
@@ -145,7 +145,13 @@ class SpeakerMap:
             raise ValueError(
                 f"{path}: not a keras_spk speaker map (expected format {_SPEAKER_MAP_FORMAT!r})."
             )
-        return cls(content["speakers"])
+        speakers = content.get("speakers")
+        if not isinstance(speakers, list) or not all(isinstance(s, str) for s in speakers):
+            raise ValueError(f"{path}: corrupt speaker map ('speakers' must be a list of strings).")
+        try:
+            return cls(speakers)
+        except ValueError as error:
+            raise ValueError(f"{path}: corrupt speaker map ({error})") from None
 
 
 def _normalise_extensions(extensions):

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from keras_spk.data.audio import SUPPORTED_EXTENSIONS
+from keras_spk.data.formats import SUPPORTED_EXTENSIONS
 
 _KALDI_LABELS = {"target": 1, "nontarget": 0}
 _VOXCELEB_LABELS = {"1": 1, "0": 0}

@@ -107,7 +107,8 @@ class VerificationCallback(keras.callbacks.Callback):
         self._audio = None
         self.enroll_index, self.test_index = trials.indices()
 
-    def _waveforms(self):
+    def waveforms(self):
+        """The decoded trial utterances, in `trials.utterances` order."""
         if self._audio is not None:
             return self._audio
         from keras_spk.data.pipeline import evaluation_dataset
@@ -124,7 +125,7 @@ class VerificationCallback(keras.callbacks.Callback):
         """Embeddings [utterances, dim] of every trial utterance, in `trials.utterances` order."""
         model = self.embedding_model or self.model
         rows = []
-        for waveform in self._waveforms():
+        for waveform in self.waveforms():
             out = model(waveform, training=False) if isinstance(model, keras.Model) else model(waveform)
             rows.append(np.asarray(keras.ops.convert_to_numpy(out)).reshape(-1))
         return np.stack(rows)

@@ -7,10 +7,12 @@ import tempfile
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode="w", **kwargs):
+def atomic_open(path, mode="w", fsync=True, **kwargs):
     """Opens a temporary file beside `path` and renames it over `path` on success.
 
     If the block raises, the temporary file is removed and `path` is untouched.
+    With `fsync` the data reaches the disk before the rename, so a crash
+    cannot leave an empty file under the final name either.
 
     Example:
     >>> with atomic_open("results.json") as f:
@@ -23,8 +25,9 @@ def atomic_open(path, mode="w", **kwargs):
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -32,9 +35,9 @@ def atomic_open(path, mode="w", **kwargs):
         raise
 
 
-def atomic_write_bytes(path, data):
+def atomic_write_bytes(path, data, fsync=True):
     """Writes `data` to `path` atomically."""
-    with atomic_open(path, "wb") as f:
+    with atomic_open(path, "wb", fsync=fsync) as f:
         f.write(data)
 
 
