@@ -108,14 +108,17 @@ def _wav_chunk(contents, offset):
 
 
 # Little-endian words read from the first 64 bytes in one gather: (offset, bytes).
-_HEAD_WORDS = ((0, 4), (8, 4), (12, 4), (16, 4), (20, 2), (22, 2), (24, 4), (34, 2), (44, 2))
+# The last two are the 'data' chunk id and size when 'fmt ' has the usual 16 bytes.
+_HEAD_WORDS = (
+    (0, 4), (8, 4), (12, 4), (16, 4), (20, 2), (22, 2), (24, 4), (34, 2), (44, 2), (36, 4), (40, 4)
+)
 _RIFF, _WAVE, _FMT, _DATA = 0x46464952, 0x45564157, 0x20746D66, 0x61746164
 _FLAC_MAGIC, _OGG_MAGIC = 0x43614C66, 0x5367674F
 _HEAD_BYTES = 64
 
 
 def _head_words(head):
-    """The `_HEAD_WORDS` fields of the 64-byte file head, as int64 [9]."""
+    """The `_HEAD_WORDS` fields of the 64-byte file head, as int64 [11]."""
     # Index _HEAD_BYTES points at an appended zero, padding 2-byte fields to 4.
     index = [[o + i if i < n else _HEAD_BYTES for i in range(4)] for o, n in _HEAD_WORDS]
     padded = tf.concat([head, tf.zeros([1], tf.int64)], 0)
@@ -442,25 +445,45 @@ def decode_audio(contents, path="<memory>", sample_rate=16000):
     """
     contents = tf.convert_to_tensor(contents, tf.string)
     path = tf.convert_to_tensor(path, tf.string)
-    length = tf.cast(tf.strings.length(contents), tf.int64)
-    w = _head_words(_bytes(contents, 0, _HEAD_BYTES))
-    chunk = _bytes(contents, 20 + w[3], 8)
-    data_id = chunk[0] + 256 * chunk[1] + 65536 * chunk[2] + 16777216 * chunk[3]
-    size = chunk[4] + 256 * chunk[5] + 65536 * chunk[6] + 16777216 * chunk[7]
-    data = 28 + w[3]
-    # RIFF/WAVE, 'fmt ' at 12, PCM, mono, 16-bit, the target rate, 'data' next.
-    fields = tf.stack([w[0], w[1], w[2], w[4], w[5], w[7], w[6], data_id, w[3] % 2])
-    expected = tf.constant([_RIFF, _WAVE, _FMT, 1, 1, 16, sample_rate, _DATA, 0], tf.int64)
-    plain = tf.logical_and(
-        tf.reduce_all(tf.equal(fields, expected)),
-        tf.logical_and(size > 0, tf.logical_and(size % 2 < 1, data + size <= length)),
-    )
+    plain, num_samples = plain_wav_samples(contents, sample_rate)
     return tf.cond(
         plain,
-        lambda: tf.cast(tf.io.decode_raw(tf.strings.substr(contents, data, size), tf.int16), tf.float32)
-        / 32768.0,
-        lambda: _decode_any(contents, path, sample_rate),
+        lambda: pcm16_samples(contents, 0, num_samples),
+        lambda: _decode_any_call(contents, path, sample_rate),
     )
+
+
+def plain_wav_samples(contents, sample_rate):
+    """Whether a file is a plain WAV the fast path reads, and its sample count.
+
+    Plain means: RIFF/WAVE, a 16-byte 'fmt ' chunk at byte 12, PCM, mono,
+    16-bit, `sample_rate`, and a complete 'data' chunk right after it (the
+    canonical 44-byte header). Returns (bool scalar, int64 scalar).
+    """
+    length = tf.cast(tf.strings.length(contents), tf.int64)
+    w = _head_words(_bytes(contents, 0, _HEAD_BYTES))
+    expected = tf.constant([_RIFF, _WAVE, _FMT, 16, 1, 1, sample_rate, 16, _DATA], tf.int64)
+    size = w[10]
+    plain = tf.logical_and(
+        tf.reduce_all(tf.equal(tf.gather(w, [0, 1, 2, 3, 4, 5, 6, 7, 9]), expected)),
+        tf.logical_and(size > 1, tf.logical_and(size % 2 < 1, 44 + size <= length)),
+    )
+    return plain, size // 2
+
+
+def pcm16_samples(contents, start, count):
+    """`count` samples from sample `start` of a plain WAV (see `plain_wav_samples`)."""
+    start = tf.cast(start, tf.int64)
+    raw = tf.strings.substr(contents, 44 + 2 * start, 2 * tf.cast(count, tf.int64))
+    return tf.cast(tf.io.decode_raw(raw, tf.int16), tf.float32) / 32768.0
+
+
+# The general decoder behind a call op that is never inlined: tf.data lowers a
+# `tf.cond` into its graph and the executor still visits every op of the branch
+# not taken, which made the common case pay for the general one.
+_decode_any_call = tf.function(
+    _decode_any, autograph=False, experimental_attributes={"_noinline": True}
+)
 
 
 def load_audio(path, sample_rate=16000):

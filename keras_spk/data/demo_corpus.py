@@ -80,7 +80,7 @@ __all__ = [
 SAMPLE_RATE = 16000
 # Bump whenever the generated audio or layout changes, so cached corpora made
 # by an older generator are rebuilt by `ensure_demo_corpus`.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _GENERATOR_NAME = "keras_spk.data.demo_corpus"
 _INFO_FILE = "corpus.json"
 _TRIALS_FILE = "trials.txt"

@@ -13,6 +13,7 @@ their true lengths.
 import numpy as np
 import tensorflow as tf
 
+from keras_spk.data import audio
 from keras_spk.data.audio import load_audio
 from keras_spk.data.sampler import PKSampler
 
@@ -44,10 +45,43 @@ def crop_or_repeat(waveform, length, seed):
     return tf.reshape(tiled[offset : offset + length], [length])
 
 
+def load_crop(path, crop_samples, seed, sample_rate=16000):
+    """Reads a `crop_or_repeat` crop of one file, decoding only what it needs.
+
+    A plain 16-bit WAV at least `crop_samples` long has just the cropped
+    bytes decoded; any other file is decoded whole (with every check of
+    `decode_audio`) and then cropped. Both give the same crop for the same
+    seed.
+    """
+    contents = tf.io.read_file(path)
+    plain, n = audio.plain_wav_samples(contents, sample_rate)
+
+    def direct():
+        span = tf.maximum(n - crop_samples + 1, 1)
+        offset = tf.random.stateless_uniform([], seed, minval=0, maxval=tf.cast(span, tf.int32), dtype=tf.int32)
+        return tf.reshape(audio.pcm16_samples(contents, tf.cast(offset, tf.int64), crop_samples), [crop_samples])
+
+    return tf.cond(
+        tf.logical_and(plain, n >= crop_samples),
+        direct,
+        lambda: _decode_and_crop(contents, path, crop_samples, seed, sample_rate),
+    )
+
+
+def _decode_and_crop_graph(contents, path, crop_samples, seed, sample_rate):
+    return crop_or_repeat(audio.decode_audio(contents, path, sample_rate), crop_samples, seed)
+
+
+# Behind a never-inlined call, so the fast branch does not pay for this one
+# (see keras_spk.data.audio._decode_any_call).
+_decode_and_crop = tf.function(
+    _decode_and_crop_graph, autograph=False, experimental_attributes={"_noinline": True}
+)
+
+
 def _crop_loader(crop_samples, sample_rate):
     def load(path, label, seed):
-        waveform = load_audio(path, sample_rate)
-        return crop_or_repeat(waveform, crop_samples, seed), label
+        return load_crop(path, crop_samples, seed, sample_rate), label
 
     return load
 
