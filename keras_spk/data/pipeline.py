@@ -23,11 +23,10 @@ AUTOTUNE = tf.data.AUTOTUNE
 def crop_or_repeat(waveform, length, seed):
     """A `length`-sample window of `waveform`, repeating short utterances.
 
-    The waveform is tiled end to end until it holds at least `length`
-    samples, then a window starting at a uniform offset in
-    `[0, tiled_length - length]` is taken. For an utterance of at least
-    `length` samples this is a plain random crop; for a shorter one it is a
-    circular shift of the repeated utterance.
+    An utterance of `n >= length` samples gives a plain random crop starting
+    at a uniform offset in `[0, n - length]`. A shorter one is repeated end
+    to end and the window starts at a uniform offset in `[0, n - 1]`, i.e.
+    a uniformly random rotation of the repeated utterance.
 
     Args:
         waveform: float32 [samples], samples > 0.
@@ -38,9 +37,11 @@ def crop_or_repeat(waveform, length, seed):
         float32 [length].
     """
     n = tf.shape(waveform)[0]
-    repeats = (length + n - 1) // n
+    short = n < length
+    span = tf.where(short, n, n - length + 1)
+    # Enough copies for a window of `length` to start anywhere in the first copy.
+    repeats = tf.where(short, (length + n - 1) // n + 1, 1)
     tiled = tf.tile(waveform, [repeats])
-    span = n * repeats - length + 1
     offset = tf.random.stateless_uniform([], seed, minval=0, maxval=span, dtype=tf.int32)
     return tf.reshape(tiled[offset : offset + length], [length])
 

@@ -47,7 +47,7 @@ def write_wav(path, waveform, sample_rate, subtype="PCM_16", fsync=False):
     header = b"".join(
         [
             b"RIFF",
-            (36 + len(data)).to_bytes(4, "little"),
+            (36 + len(data) + len(data) % 2).to_bytes(4, "little"),
             b"WAVEfmt ",
             (16).to_bytes(4, "little"),
             fmt.to_bytes(2, "little"),
@@ -60,4 +60,5 @@ def write_wav(path, waveform, sample_rate, subtype="PCM_16", fsync=False):
             len(data).to_bytes(4, "little"),
         ]
     )
-    atomic_write_bytes(path, header + data, fsync=fsync)
+    # RIFF chunks have an even length: an odd data chunk gets a pad byte.
+    atomic_write_bytes(path, header + data + b"\0" * (len(data) % 2), fsync=fsync)

@@ -1,0 +1,266 @@
+"""Tests for the tf.data pipelines: cropping, training, P x K and evaluation datasets."""
+
+import collections
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_spk.data import crop_or_repeat
+from keras_spk.data import evaluation_dataset
+from keras_spk.data import pk_dataset
+from keras_spk.data import training_dataset
+from keras_spk.data import write_wav
+
+CROP = 400
+# File i holds the 16-bit integers (i + 1) * 1000 + t, t = 0 .. length - 1 (length < 1000):
+# every decoded sample names its file (value // 1000 - 1) and its position (value % 1000).
+LENGTHS = [150, 999, 400, 620, 90, 401, 333, 800, 250, 500, 712, 399]
+SPEAKER_OF_FILE = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]
+
+
+def coded_waveform(index, length):
+    return ((index + 1) * 1000 + np.arange(length)) / 32768.0
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    paths = []
+    for i, n in enumerate(LENGTHS):
+        path = root / f"utt{i:02d}.wav"
+        write_wav(path, coded_waveform(i, n), 16000)
+        paths.append(str(path))
+    return paths
+
+
+def decode_crop(crop):
+    """(file index, offset into the tiled file) of a crop; checks it is a tiled window."""
+    values = np.round(np.asarray(crop, np.float64) * 32768).astype(np.int64)
+    files = values // 1000 - 1
+    assert np.all(files == files[0]), "a crop mixes files"
+    index = int(files[0])
+    positions = values % 1000
+    n = LENGTHS[index]
+    offset = int(positions[0])
+    np.testing.assert_array_equal(positions, (offset + np.arange(len(values))) % n)
+    return index, offset
+
+
+def epoch(dataset):
+    waves, labels = [], []
+    for w, l in dataset:
+        waves.append(w.numpy())
+        labels.append(l.numpy())
+    return waves, labels
+
+
+# === crop_or_repeat ===
+def crops_over_seeds(waveform, length, seeds):
+    fn = tf.function(lambda s: crop_or_repeat(tf.constant(waveform, tf.float32), length, s))
+    return np.stack([fn(tf.constant([s, 3], tf.int64)).numpy() for s in seeds])
+
+
+def test_crop_or_repeat_short_waveform_is_a_window_of_the_repetition():
+    tiled = np.array([1, 2, 3] * 4, np.float32)
+    crops = crops_over_seeds([1.0, 2.0, 3.0], 7, range(300))
+    offsets = []
+    for crop in crops:
+        assert crop.shape == (7,)
+        matches = [o for o in range(3) if np.array_equal(crop, tiled[o : o + 7])]
+        assert len(matches) == 1, crop
+        offsets.append(matches[0])
+    counts = collections.Counter(offsets)
+    assert sorted(counts) == [0, 1, 2]
+    assert all(60 <= c <= 140 for c in counts.values()), counts  # 100 each if uniform
+
+
+def test_crop_or_repeat_short_waveform_every_rotation_when_length_is_a_multiple():
+    # n = 4, length 8: a window of the repetition may start at any of the 4 samples.
+    tiled = np.array([1, 2, 3, 4] * 3, np.float32)
+    crops = crops_over_seeds([1.0, 2.0, 3.0, 4.0], 8, range(400))
+    offsets = [int(crop[0]) - 1 for crop in crops]
+    for crop, o in zip(crops, offsets):
+        np.testing.assert_array_equal(crop, tiled[o : o + 8])
+    counts = collections.Counter(offsets)
+    assert sorted(counts) == [0, 1, 2, 3]
+    assert all(60 <= c <= 140 for c in counts.values()), counts  # 100 each if uniform
+
+
+def test_crop_or_repeat_long_waveform_is_a_contiguous_slice():
+    x = np.arange(20, dtype=np.float32) * 0.5
+    crops = crops_over_seeds(x, 5, range(800))
+    offsets = []
+    for crop in crops:
+        offset = int(crop[0] / 0.5)
+        np.testing.assert_array_equal(crop, x[offset : offset + 5])
+        offsets.append(offset)
+    counts = collections.Counter(offsets)
+    assert sorted(counts) == list(range(16))  # every legal offset 0 .. 15
+    assert all(20 <= c <= 85 for c in counts.values()), counts  # 50 each if uniform
+
+
+def test_crop_or_repeat_exact_length_and_seed_determinism():
+    x = np.arange(1, 8, dtype=np.float32)
+    seed = tf.constant([11, 12], tf.int64)
+    np.testing.assert_array_equal(crop_or_repeat(tf.constant(x), 7, seed).numpy(), x)
+    a = crop_or_repeat(tf.constant(x), 4, seed).numpy()
+    b = crop_or_repeat(tf.constant(x), 4, seed).numpy()
+    np.testing.assert_array_equal(a, b)
+    # A one-sample utterance is repeated.
+    np.testing.assert_array_equal(crop_or_repeat(tf.constant([0.25]), 5, seed).numpy(), [0.25] * 5)
+    # Different seeds give different crops (of 16 offsets, 20 seeds cannot all agree by chance).
+    y = np.arange(20, dtype=np.float32)
+    assert len({tuple(c) for c in crops_over_seeds(y, 5, range(20))}) > 1
+
+
+def test_load_crop_equals_crop_of_the_whole_file(corpus, tmp_path):
+    from keras_spk.data.pipeline import load_crop
+
+    # A non-plain file (24-bit) takes the decode-everything branch.
+    deep = tmp_path / "deep.wav"
+    write_wav(deep, coded_waveform(3, LENGTHS[3]), 16000, subtype="PCM_24")
+    crop = tf.function(lambda p, s: load_crop(p, CROP, s))
+    for path, index in [(corpus[1], 1), (corpus[2], 2), (corpus[0], 0), (str(deep), 3)]:
+        whole = tf.constant(coded_waveform(index, LENGTHS[index]), tf.float32)
+        for seed in range(4):
+            s = tf.constant([seed, 99], tf.int64)
+            got = crop(tf.constant(path), s).numpy()
+            np.testing.assert_allclose(got, crop_or_repeat(whole, CROP, s).numpy(), atol=1e-6)
+            assert decode_crop(got)[0] == index
+
+
+# === training_dataset ===
+def check_training_epoch(waves, labels, batch_size):
+    """Shapes, dtypes and labels of one epoch; returns the file index of each crop."""
+    seen = []
+    for w, l in zip(waves, labels):
+        assert w.shape == (batch_size, CROP) and w.dtype == np.float32
+        assert l.shape == (batch_size,) and l.dtype == np.int64
+        for crop, label in zip(w, l):
+            index, _ = decode_crop(crop)
+            assert label == SPEAKER_OF_FILE[index]  # the crop is from a file of its speaker
+            seen.append(index)
+    return seen
+
+
+def test_training_dataset_batches_determinism_and_epochs(corpus):
+    def build(seed):
+        return training_dataset(corpus, SPEAKER_OF_FILE, crop_samples=CROP, batch_size=4, seed=seed)
+
+    first = build(5)
+    waves_1, labels_1 = epoch(first)
+    waves_2, labels_2 = epoch(first)
+    assert len(waves_1) == len(waves_2) == 3
+    for waves, labels in [(waves_1, labels_1), (waves_2, labels_2)]:
+        seen = check_training_epoch(waves, labels, 4)
+        assert sorted(seen) == list(range(len(corpus)))  # every file exactly once per epoch
+        assert seen != list(range(len(corpus)))  # and shuffled
+    a1, a2 = np.concatenate(waves_1), np.concatenate(waves_2)
+    b1 = np.concatenate(epoch(build(5))[0])
+    c1 = np.concatenate(epoch(build(6))[0])
+    np.testing.assert_array_equal(a1, b1)  # same seed, same first epoch
+    assert not np.array_equal(a1, c1)  # another seed differs
+    assert not np.array_equal(a1, a2)  # the second epoch differs from the first
+    # Crop offsets also change between epochs, not just the order.
+    assert {decode_crop(c) for c in a1} != {decode_crop(c) for c in a2}
+
+
+def test_training_dataset_remainder_and_no_shuffle(corpus):
+    kept = training_dataset(corpus, SPEAKER_OF_FILE, CROP, batch_size=5, seed=0)
+    assert [w.shape[0] for w, _ in kept] == [5, 5]
+    full = training_dataset(corpus, SPEAKER_OF_FILE, CROP, batch_size=5, seed=0,
+                            drop_remainder=False, shuffle=False)
+    waves, labels = epoch(full)
+    assert [w.shape[0] for w in waves] == [5, 5, 2]
+    order = [decode_crop(c)[0] for c in np.concatenate(waves)]
+    assert order == list(range(len(corpus)))
+    np.testing.assert_array_equal(np.concatenate(labels), SPEAKER_OF_FILE)
+
+
+def test_training_dataset_resamples_other_rates(tmp_path):
+    path = tmp_path / "8k.wav"
+    write_wav(path, np.full(100, 0.25), 8000)
+    (w, l), = list(training_dataset([str(path)], [7], crop_samples=300, batch_size=1))
+    assert w.shape == (1, 300) and l.numpy().tolist() == [7]
+    # The 200 resampled samples (a constant away from the edges) are tiled to 300.
+    assert np.sum(np.abs(w.numpy()[0] - 0.25) < 1e-3) > 200
+
+
+def test_training_dataset_argument_checks(corpus):
+    with pytest.raises(ValueError, match="empty"):
+        training_dataset([], [], CROP, 2)
+    with pytest.raises(ValueError, match="one speaker index per path"):
+        training_dataset(corpus, [0, 1], CROP, 2)
+
+
+# === pk_dataset ===
+def test_pk_dataset_batches_group_p_speakers_k_times(corpus):
+    # 6 speakers: files 0..11 -> speaker i // 2 (two utterances each), plus a K larger than 2.
+    labels = np.arange(12) // 2
+    P, K = 2, 3
+    dataset = pk_dataset(corpus, labels, crop_samples=CROP, num_speakers=P, num_utterances=K,
+                         seed=1)
+    epochs = [epoch(dataset) for _ in range(2)]
+    for waves, batch_labels in epochs:
+        assert len(waves) == 3  # 6 speakers // P
+        speakers_this_epoch = []
+        for w, l in zip(waves, batch_labels):
+            assert w.shape == (P * K, CROP) and l.shape == (P * K,)
+            groups = l.reshape(P, K)
+            assert np.all(groups == groups[:, :1])  # grouped speaker by speaker
+            assert len(set(groups[:, 0])) == P
+            speakers_this_epoch += groups[:, 0].tolist()
+            for crop, label in zip(w, l):
+                index, _ = decode_crop(crop)
+                assert labels[index] == label  # the crop is from that speaker's file
+        assert sorted(speakers_this_epoch) == list(range(6))  # each speaker once per epoch
+    first, second = (np.concatenate(e[0]) for e in epochs)
+    assert not np.array_equal(first, second)
+    again = np.concatenate(epoch(pk_dataset(corpus, labels, CROP, P, K, seed=1))[0])
+    np.testing.assert_array_equal(first, again)
+
+
+# === evaluation_dataset ===
+def test_evaluation_dataset_one_at_a_time(corpus, tmp_path):
+    slow = tmp_path / "slow.wav"
+    write_wav(slow, np.sin(np.arange(77) * 0.1) * 0.5, 8000)
+    paths = corpus[:5] + [str(slow)]
+    items = list(evaluation_dataset(paths))
+    assert len(items) == len(paths)
+    for i, (index, w, n) in enumerate(items):
+        assert index.numpy().tolist() == [i]
+        assert index.dtype == tf.int64 and n.dtype == tf.int32
+        length = LENGTHS[i] if i < 5 else math.ceil(77 * 16000 / 8000)
+        assert w.shape == (1, length) and n.numpy().tolist() == [length]
+        if i < 5:  # whole utterance, unchanged
+            want = coded_waveform(i, length).astype(np.float32)
+            np.testing.assert_array_equal(w.numpy()[0], want)
+    # The 8 kHz file comes back resampled: the same slow sine at 16 kHz.
+    resampled = items[5][1].numpy()[0]
+    want = np.sin(np.arange(154) * 0.05) * 0.5
+    np.testing.assert_allclose(resampled[30:-30], want[30:-30], atol=2e-3)
+
+
+def test_evaluation_dataset_buckets_with_true_lengths(corpus):
+    dataset = evaluation_dataset(corpus, batch_size=3, bucket_boundaries=[300, 600])
+    seen = []
+    for index, w, n in dataset:
+        index, w, n = index.numpy(), w.numpy(), n.numpy()
+        assert len(index) == len(n) == w.shape[0] <= 3
+        assert w.shape[1] == n.max()
+        for i, row, length in zip(index, w, n):
+            assert length == LENGTHS[i]
+            want = coded_waveform(i, length).astype(np.float32)
+            np.testing.assert_array_equal(row[:length], want)
+            assert np.all(row[length:] == 0)
+        # One bucket per batch: all lengths on the same side of each boundary.
+        assert len({int(np.searchsorted([300, 600], x, side="right")) for x in n}) == 1
+        seen += index.tolist()
+    assert sorted(seen) == list(range(len(corpus)))
+
+
+def test_evaluation_dataset_needs_paths():
+    with pytest.raises(ValueError, match="at least one path"):
+        evaluation_dataset([])
