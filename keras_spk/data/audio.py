@@ -115,15 +115,16 @@ _HEAD_WORDS = (
 _RIFF, _WAVE, _FMT, _DATA = 0x46464952, 0x45564157, 0x20746D66, 0x61746164
 _FLAC_MAGIC, _OGG_MAGIC = 0x43614C66, 0x5367674F
 _HEAD_BYTES = 64
+_ZERO_HEAD = b"\0" * _HEAD_BYTES
 
 
 def _head_words(head):
-    """The `_HEAD_WORDS` fields of the 64-byte file head, as int64 [11]."""
+    """The `_HEAD_WORDS` fields of file heads [..., 64] (int64), as [..., 11]."""
     # Index _HEAD_BYTES points at an appended zero, padding 2-byte fields to 4.
     index = [[o + i if i < n else _HEAD_BYTES for i in range(4)] for o, n in _HEAD_WORDS]
-    padded = tf.concat([head, tf.zeros([1], tf.int64)], 0)
+    padded = tf.concat([head, tf.zeros_like(head[..., :1])], -1)
     weights = tf.constant([1, 256, 65536, 16777216], tf.int64)
-    return tf.reduce_sum(tf.gather(padded, index) * weights, axis=1)
+    return tf.reduce_sum(tf.gather(padded, index, axis=-1) * weights, axis=-1)
 
 
 def _wav_layout_walk(contents, length):
@@ -453,19 +454,36 @@ def decode_audio(contents, path="<memory>", sample_rate=16000):
     )
 
 
-def plain_wav_samples(contents, sample_rate):
-    """Whether a file is a plain WAV the fast path reads, and its sample count.
+def plain_wav_samples(contents, sample_rate, length=None):
+    """Whether files are plain WAVs the fast path reads, and their sample counts.
 
     Plain means: RIFF/WAVE, a 16-byte 'fmt ' chunk at byte 12, PCM, mono,
     16-bit, `sample_rate`, and a complete 'data' chunk right after it (the
-    canonical 44-byte header). Returns (bool scalar, int64 scalar).
+    canonical 44-byte header).
+
+    Args:
+        contents: string tensor of file contents, scalar or [batch]; only
+            the first 64 bytes are read.
+        sample_rate: the rate a plain file must have.
+        length: int64 file lengths in bytes, when `contents` holds only
+            the heads of the files (default: the lengths of `contents`).
+
+    Returns:
+        (bool, int64) tensors of the same shape as `contents`.
     """
-    length = tf.cast(tf.strings.length(contents), tf.int64)
-    w = _head_words(_bytes(contents, 0, _HEAD_BYTES))
+    contents = tf.convert_to_tensor(contents, tf.string)
+    # Exactly _HEAD_BYTES per file (zero-padded), so a batch decodes as one matrix.
+    heads = tf.strings.substr(
+        tf.strings.join([tf.strings.substr(contents, 0, _HEAD_BYTES), _ZERO_HEAD]), 0, _HEAD_BYTES
+    )
+    w = _head_words(tf.cast(tf.io.decode_raw(heads, tf.uint8), tf.int64))
     expected = tf.constant([_RIFF, _WAVE, _FMT, 16, 1, 1, sample_rate, 16, _DATA], tf.int64)
-    size = w[10]
+    fields = tf.gather(w, [0, 1, 2, 3, 4, 5, 6, 7, 9], axis=-1)
+    size = w[..., 10]
+    if length is None:
+        length = tf.cast(tf.strings.length(contents), tf.int64)
     plain = tf.logical_and(
-        tf.reduce_all(tf.equal(tf.gather(w, [0, 1, 2, 3, 4, 5, 6, 7, 9]), expected)),
+        tf.reduce_all(tf.equal(fields, expected), axis=-1),
         tf.logical_and(size > 1, tf.logical_and(size % 2 < 1, 44 + size <= length)),
     )
     return plain, size // 2

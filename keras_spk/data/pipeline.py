@@ -1,10 +1,10 @@
 """tf.data pipelines for training and evaluation.
 
-Training: shuffle -> parallel read+decode -> random fixed-length crop
-(utterances shorter than the crop are repeated end to end until long
-enough, as the RawNet and FPM papers do) -> batch -> prefetch. Every random
-choice derives from one seed, so a run repeats exactly; shuffling and crops
-change from epoch to epoch.
+Training: shuffle -> parallel file reads -> batch -> parse, random
+fixed-length crop and decode for the whole batch (utterances shorter than
+the crop are repeated end to end until long enough, as the RawNet and FPM
+papers do) -> prefetch. Every random choice derives from one seed, so a run
+repeats exactly; shuffling and crops change from epoch to epoch.
 
 Evaluation: whole utterances, one at a time or in length buckets with
 their true lengths.
@@ -46,49 +46,90 @@ def crop_or_repeat(waveform, length, seed):
     return tf.reshape(tiled[offset : offset + length], [length])
 
 
-def load_crop(path, crop_samples, seed, sample_rate=16000):
-    """Reads a `crop_or_repeat` crop of one file, decoding only what it needs.
-
-    A plain 16-bit WAV at least `crop_samples` long has just the cropped
-    bytes decoded; any other file is decoded whole (with every check of
-    `decode_audio`) and then cropped. Both give the same crop for the same
-    seed.
-    """
-    contents = tf.io.read_file(path)
-    plain, n = audio.plain_wav_samples(contents, sample_rate)
-
-    def direct():
-        span = tf.maximum(n - crop_samples + 1, 1)
-        offset = tf.random.stateless_uniform([], seed, minval=0, maxval=tf.cast(span, tf.int32), dtype=tf.int32)
-        return tf.reshape(audio.pcm16_samples(contents, tf.cast(offset, tf.int64), crop_samples), [crop_samples])
-
-    return tf.cond(
-        tf.logical_and(plain, n >= crop_samples),
-        direct,
-        lambda: _decode_and_crop(contents, path, crop_samples, seed, sample_rate),
-    )
-
-
 def _decode_and_crop_graph(contents, path, crop_samples, seed, sample_rate):
     return crop_or_repeat(audio.decode_audio(contents, path, sample_rate), crop_samples, seed)
 
 
-# Behind a never-inlined call, so the fast branch does not pay for this one
+# Behind a never-inlined call, so batches without such files do not pay for it
 # (see keras_spk.data.audio._decode_any_call).
 _decode_and_crop = tf.function(
     _decode_and_crop_graph, autograph=False, experimental_attributes={"_noinline": True}
 )
 
 
-def _crop_loader(crop_samples, sample_rate):
-    def load(path, label, seed):
-        return load_crop(path, crop_samples, seed, sample_rate), label
+def crop_batch(contents, paths, seed, crop_samples, sample_rate=16000):
+    """`crop_or_repeat`-style crops of a batch of files from their raw contents.
 
-    return load
+    Plain 16-bit WAVs at least `crop_samples` long (nearly every file of a
+    prepared corpus; see `audio.plain_wav_samples`) are checked and cropped
+    for the whole batch at once, decoding only the cropped bytes: graph ops
+    in tf.data cost microseconds each, so batch-wide work is what makes the
+    pipeline fast. Any other file goes through `decode_audio` and
+    `crop_or_repeat` on its own, with all their checks.
+
+    Args:
+        contents: string [batch], whole files.
+        paths: string [batch], for error messages.
+        seed: int64 [2], the batch's stateless seed.
+        crop_samples: int.
+        sample_rate: int.
+
+    Returns:
+        float32 [batch, crop_samples].
+    """
+    plain, n = audio.plain_wav_samples(contents, sample_rate)
+    fast = tf.logical_and(plain, n >= crop_samples)
+    batch = tf.shape(contents)[0]
+    u = tf.random.stateless_uniform([batch], seed, dtype=tf.float64)
+    span = tf.maximum(n - crop_samples + 1, 1)
+    offset = tf.minimum(tf.cast(u * tf.cast(span, tf.float64), tf.int64), span - 1)
+    raw = tf.strings.substr(
+        contents,
+        tf.where(fast, 44 + 2 * offset, 0),
+        tf.where(fast, tf.cast(2 * crop_samples, tf.int64), 0),
+    )
+    raw = tf.where(fast, raw, b"\0" * (2 * crop_samples))
+    crops = tf.cast(tf.io.decode_raw(raw, tf.int16), tf.float32) * (1.0 / 32768.0)
+
+    def with_general_rows():
+        rows = tf.where(tf.logical_not(fast))[:, 0]
+        row_seeds = tf.random.stateless_uniform(
+            [batch, 2], seed[::-1], minval=None, maxval=None, dtype=tf.int64
+        )
+        general = tf.map_fn(
+            lambda i: _decode_and_crop(
+                contents[i], paths[i], crop_samples, row_seeds[i], sample_rate
+            ),
+            rows,
+            fn_output_signature=tf.TensorSpec([crop_samples], tf.float32),
+        )
+        return tf.tensor_scatter_nd_update(crops, rows[:, None], general)
+
+    crops = tf.cond(tf.reduce_all(fast), lambda: crops, with_general_rows)
+    return tf.reshape(crops, [-1, crop_samples])
 
 
-def _element_seeds(seed):
-    # One fresh random int64 pair per element; a new stream on every pass (epoch).
+def _read_and_crop(
+    dataset, crop_samples, batch_size, sample_rate, seed, drop_remainder, num_parallel_calls
+):
+    """(path, label) elements -> batches of (crops, labels)."""
+    dataset = dataset.map(
+        lambda path, label: (tf.io.read_file(path), path, label),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True,
+    )
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = tf.data.Dataset.zip((dataset, _seeds(seed)))
+    dataset = dataset.map(
+        lambda batch, s: (crop_batch(batch[0], batch[1], s, crop_samples, sample_rate), batch[2]),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True,
+    )
+    return dataset.prefetch(AUTOTUNE)
+
+
+def _seeds(seed):
+    # A fresh random int64 pair per batch; a new stream on every pass (epoch).
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
 
@@ -124,13 +165,9 @@ def training_dataset(
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = tf.data.Dataset.zip((dataset, _element_seeds(seed)))
-    dataset = dataset.map(
-        lambda pl, s: _crop_loader(crop_samples, sample_rate)(pl[0], pl[1], s),
-        num_parallel_calls=num_parallel_calls,
-        deterministic=True,
+    return _read_and_crop(
+        dataset, crop_samples, batch_size, sample_rate, seed, drop_remainder, num_parallel_calls
     )
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
 
 
 def pk_dataset(
@@ -170,14 +207,10 @@ def pk_dataset(
     ).unbatch()
     path_table = tf.constant(paths)
     label_table = tf.constant(labels)
-    dataset = tf.data.Dataset.zip((indices, _element_seeds(seed + 1)))
-    load = _crop_loader(crop_samples, sample_rate)
-    dataset = dataset.map(
-        lambda i, s: load(tf.gather(path_table, i), tf.gather(label_table, i), s),
-        num_parallel_calls=num_parallel_calls,
-        deterministic=True,
+    dataset = indices.map(lambda i: (tf.gather(path_table, i), tf.gather(label_table, i)))
+    return _read_and_crop(
+        dataset, crop_samples, sampler.batch_size, sample_rate, seed + 1, True, num_parallel_calls
     )
-    return dataset.batch(sampler.batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def evaluation_dataset(paths, sample_rate=16000, batch_size=1, bucket_boundaries=None):

@@ -115,23 +115,6 @@ def test_crop_or_repeat_exact_length_and_seed_determinism():
     assert len({tuple(c) for c in crops_over_seeds(y, 5, range(20))}) > 1
 
 
-def test_load_crop_equals_crop_of_the_whole_file(corpus, tmp_path):
-    from keras_spk.data.pipeline import load_crop
-
-    # A non-plain file (24-bit) takes the decode-everything branch.
-    deep = tmp_path / "deep.wav"
-    write_wav(deep, coded_waveform(3, LENGTHS[3]), 16000, subtype="PCM_24")
-    crop = tf.function(lambda p, s: load_crop(p, CROP, s))
-    for path, index in [(corpus[1], 1), (corpus[2], 2), (corpus[0], 0), (str(deep), 3)]:
-        whole = tf.constant(coded_waveform(index, LENGTHS[index]), tf.float32)
-        for seed in range(4):
-            s = tf.constant([seed, 99], tf.int64)
-            got = crop(tf.constant(path), s).numpy()
-            np.testing.assert_allclose(got, crop_or_repeat(whole, CROP, s).numpy(), atol=1e-6)
-            assert decode_crop(got)[0] == index
-
-
-# === training_dataset ===
 def check_training_epoch(waves, labels, batch_size):
     """Shapes, dtypes and labels of one epoch; returns the file index of each crop."""
     seen = []
@@ -264,3 +247,20 @@ def test_evaluation_dataset_buckets_with_true_lengths(corpus):
 def test_evaluation_dataset_needs_paths():
     with pytest.raises(ValueError, match="at least one path"):
         evaluation_dataset([])
+
+
+def test_training_dataset_mixes_plain_and_other_wavs_in_one_batch(corpus, tmp_path):
+    # A 24-bit copy and a stereo copy of two long files take the general decoder
+    # inside a batch whose other rows take the batched 16-bit path.
+    deep = tmp_path / "deep.wav"
+    write_wav(deep, coded_waveform(1, LENGTHS[1]), 16000, subtype="PCM_24")
+    stereo = tmp_path / "stereo.wav"
+    x = coded_waveform(7, LENGTHS[7])
+    write_wav(stereo, np.stack([x, x], axis=1), 16000)
+    paths = [corpus[3], str(deep), corpus[10], str(stereo)]
+    labels = [0, 1, 2, 3]
+    dataset = training_dataset(paths, labels, CROP, batch_size=4, seed=5, shuffle=False)
+    (waves,), (batch_labels,) = epoch(dataset)
+    files = [decode_crop(w)[0] for w in waves]
+    assert files == [3, 1, 10, 7]
+    np.testing.assert_array_equal(batch_labels, labels)
