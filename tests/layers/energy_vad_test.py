@@ -195,3 +195,14 @@ def test_tf_saved_model_export(tmp_path):
         want_speech, want_lengths = model(x)
         np.testing.assert_array_equal(got_lengths.numpy(), to_numpy(want_lengths))
         np.testing.assert_allclose(got_speech.numpy(), to_numpy(want_speech), atol=1e-4)
+
+
+def _vad_case():
+    rng = np.random.default_rng(4)
+    x = np.zeros((2, 16000), "float32")
+    x[0, 2000:6000] = rng.uniform(-0.5, 0.5, 4000)
+    x[1, 8000:15000] = rng.uniform(-0.5, 0.5, 7000)
+    return EnergyVAD(max_speech_seconds=0.3), x, None
+
+
+BACKEND_CASES = {"two rows": _vad_case}

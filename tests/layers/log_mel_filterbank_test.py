@@ -310,3 +310,17 @@ def test_tf_saved_model_export(tmp_path):
         np.testing.assert_allclose(
             reloaded.serve(x).numpy(), to_numpy(model(x)), rtol=1e-4, atol=1e-4
         )
+
+
+BACKEND_CASES = {
+    "sliding mean, 3.1 s": lambda: (
+        LogMelFilterbank(mean_normalization_window=300),
+        np.random.default_rng(1).uniform(-0.5, 0.5, (2, 49601)).astype("float32"),
+        None,
+    ),
+    "no normalisation": lambda: (
+        LogMelFilterbank(num_mel_bins=40, mean_normalization_window=None),
+        np.random.default_rng(2).uniform(-0.5, 0.5, (1, 12345)).astype("float32"),
+        None,
+    ),
+}

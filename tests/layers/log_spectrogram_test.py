@@ -176,3 +176,12 @@ def test_tf_saved_model_export(tmp_path):
         np.testing.assert_allclose(
             reloaded.serve(x).numpy(), to_numpy(model(x)), rtol=1e-4, atol=1e-4
         )
+
+
+BACKEND_CASES = {
+    "odd length": lambda: (
+        LogSpectrogram(),
+        np.random.default_rng(3).uniform(-0.5, 0.5, (2, 16001)).astype("float32"),
+        None,
+    ),
+}

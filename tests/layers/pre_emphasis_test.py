@@ -101,3 +101,12 @@ def test_tf_saved_model_export(tmp_path):
         np.testing.assert_allclose(
             reloaded.serve(x).numpy(), to_numpy(model(x)), rtol=1e-4, atol=1e-6
         )
+
+
+BACKEND_CASES = {
+    "odd length": lambda: (
+        PreEmphasis(0.97),
+        np.random.default_rng(0).uniform(-1, 1, (2, 1001)).astype("float32"),
+        None,
+    ),
+}
