@@ -141,12 +141,7 @@ def main(argv=None):
     def table_row(name, embeddings):
         enroll, test = trials.indices()
         scores = metrics.cosine_trial_scores(embeddings, enroll, test)
-        return {
-            "system": name,
-            "eer": metrics.eer(scores, trials.labels),
-            "min_dcf_0.01": metrics.min_dcf(scores, trials.labels, 0.01),
-            "min_dcf_0.05": metrics.min_dcf(scores, trials.labels, 0.05),
-        }
+        return {"system": name, **metrics.verification_metrics(scores, trials.labels)}
 
     rng = np.random.default_rng(config["seed"])
     rows = [table_row("random embeddings", rng.standard_normal((len(trials.utterances), 128)))]

@@ -1,9 +1,11 @@
 """Speaker-verification metrics (NumPy only)."""
 
+from keras_spk.metrics.verification import dcf_key
 from keras_spk.metrics.verification import det_curve
 from keras_spk.metrics.verification import eer
 from keras_spk.metrics.verification import error_rates
 from keras_spk.metrics.verification import min_dcf
+from keras_spk.metrics.verification import verification_metrics
 
 _CALLBACK_EXPORTS = ("VerificationCallback", "cosine_trial_scores")
 

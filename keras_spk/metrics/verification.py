@@ -373,3 +373,33 @@ def _min_dcf_from_rates(
     if return_threshold:
         return value, float(thresholds[i])
     return value
+
+
+def dcf_key(p_target):
+    """The result key of minDCF at `p_target`, e.g. "min_dcf_0.01"."""
+    return f"min_dcf_{p_target:g}"
+
+
+def verification_metrics(scores, labels, p_targets=(0.01, 0.05)):
+    """EER and minDCF at several priors from one sort of the scores.
+
+    Args:
+        scores, labels: as for `eer`.
+        p_targets: target priors for minDCF (C_miss = C_fa = 1).
+
+    Returns:
+        `{"eer": ..., "min_dcf_0.01": ..., "min_dcf_0.05": ...}` (keys from
+        `dcf_key`), each equal to the value of `eer` / `min_dcf`.
+
+    Example:
+
+    >>> verification_metrics([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 1, 0, 1, 0, 0])["eer"]
+    0.3333333333333333
+    """
+    for p in p_targets:
+        _validate_cost(p, 1.0, 1.0)
+    p_miss, p_fa, thresholds = error_rates(scores, labels)
+    results = {"eer": _eer_from_rates(p_miss, p_fa)}
+    for p in p_targets:
+        results[dcf_key(p)] = _min_dcf_from_rates(p_miss, p_fa, thresholds, p, 1.0, 1.0, False)
+    return results

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_spk.metrics.verification import error_rates
+from keras_spk.metrics.verification import verification_metrics
 
 
 def cosine_trial_scores(embeddings, enroll_index, test_index):
@@ -25,29 +25,6 @@ def cosine_trial_scores(embeddings, enroll_index, test_index):
         )
     e = e / norms
     return np.einsum("ij,ij->i", e[enroll_index], e[test_index])
-
-
-def _eer_and_dcf(scores, labels, p_targets):
-    """EER and minDCFs from one sort of the scores."""
-    p_miss, p_fa, _ = error_rates(scores, labels)
-    diff = p_miss - p_fa
-    k = int(np.argmax(diff >= 0))
-    if k == 0 or diff[k] == 0:
-        eer = p_miss[k]
-    else:
-        # Linear interpolation of the crossing between points k-1 and k.
-        m0, m1, f0, f1 = p_miss[k - 1], p_miss[k], p_fa[k - 1], p_fa[k]
-        eer = (m1 * f0 - m0 * f1) / ((m1 - m0) + (f0 - f1))
-    dcfs = {}
-    for p in p_targets:
-        cost = p * p_miss + (1 - p) * p_fa
-        dcfs[p] = float(np.min(cost) / min(p, 1 - p))
-    return float(eer), dcfs
-
-
-def dcf_key(p_target):
-    """The log key of minDCF at `p_target`, e.g. "min_dcf_0.01"."""
-    return f"min_dcf_{p_target:g}"
 
 
 class VerificationCallback(keras.callbacks.Callback):
@@ -133,10 +110,7 @@ class VerificationCallback(keras.callbacks.Callback):
     def evaluate(self):
         """Returns `{"eer": ..., "min_dcf_0.01": ..., ...}` for the current weights."""
         scores = cosine_trial_scores(self.embed(), self.enroll_index, self.test_index)
-        eer, dcfs = _eer_and_dcf(scores, self.trials.labels, self.p_targets)
-        results = {"eer": eer}
-        results.update({dcf_key(p): v for p, v in dcfs.items()})
-        return results
+        return verification_metrics(scores, self.trials.labels, self.p_targets)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.frequency:

@@ -491,3 +491,18 @@ def test_bad_p_target_raises(p_target):
 def test_bad_costs_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         min_dcf(SIX_SCORES, SIX_LABELS, **kwargs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_verification_metrics_equal_the_single_metrics(seed):
+    from keras_spk.metrics import verification_metrics
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 500)
+    scores = np.round(rng.normal(labels * 1.5, 1.0), 1)  # rounding makes ties
+    results = verification_metrics(scores, labels, p_targets=(0.01, 0.05, 0.3))
+    assert results["eer"] == eer(scores, labels)
+    for p in (0.01, 0.05, 0.3):
+        assert results[f"min_dcf_{p:g}"] == min_dcf(scores, labels, p_target=p)
+    with pytest.raises(ValueError):
+        verification_metrics(scores, labels, p_targets=(0.0,))
