@@ -1,0 +1,223 @@
+"""Shared pieces of the classification heads and embedding losses.
+
+Private module used by `SoftmaxHead`, `AMSoftmax`, `ASoftmax`, `AAMSoftmax`,
+`SpeakerBasis`, `CenterLoss` and `RingLoss`:
+
+- argument validation that reports bad values the same way everywhere
+  (`ValueError("... Received: arg=value")`);
+- splitting the call input `[embeddings, labels]` (or `embeddings` alone);
+- label flattening, one-hot, cross-entropy and L2 normalisation with
+  `keras.ops` only, so every head computes them identically on every backend;
+- `ClassWeightHead`, the base layer that owns the class weight matrix
+  `W` of shape `(embedding_dim, num_classes)` (column `j` is class `j`).
+"""
+
+import math
+import numbers
+
+import keras
+from keras import ops
+
+# Floor under squared norms before a square root or a division: keeps the
+# gradient finite for an all-zero embedding or class vector.
+NORM_EPSILON = 1e-12
+
+
+# --------------------------------------------------------------------------
+# Argument validation (Python side, runs in __init__).
+# --------------------------------------------------------------------------
+
+
+def _is_real(value):
+    # bool is an int subclass; `True` as a margin is a bug, not a 1.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(name, value, minimum):
+    if not _is_int(value) or value < minimum:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_real(name, value, minimum=None, maximum=None, strict_minimum=False):
+    """A finite number in [minimum, maximum] (or (minimum, ...] if strict)."""
+    ok = _is_real(value)
+    if ok and minimum is not None:
+        ok = value > minimum if strict_minimum else value >= minimum
+    if ok and maximum is not None:
+        ok = value <= maximum
+    if not ok:
+        low = "-inf" if minimum is None else minimum
+        high = "inf" if maximum is None else maximum
+        bracket = "(" if strict_minimum or minimum is None else "["
+        closing = ")" if maximum is None else "]"
+        raise ValueError(
+            f"`{name}` must be a finite number in {bracket}{low}, {high}{closing}. "
+            f"Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    return value
+
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------
+# Inputs.
+# --------------------------------------------------------------------------
+
+
+def split_inputs(inputs):
+    """`[embeddings, labels]`, `[embeddings]` or `embeddings` -> (embeddings, labels or None)."""
+    if isinstance(inputs, (list, tuple)):
+        if len(inputs) == 1:
+            return inputs[0], None
+        if len(inputs) == 2:
+            return inputs[0], inputs[1]
+        raise ValueError(
+            "Expected `embeddings` or `[embeddings, labels]`. "
+            f"Received: a list of {len(inputs)} inputs"
+        )
+    return inputs, None
+
+
+def is_shape(value):
+    return isinstance(value, (list, tuple)) and all(
+        d is None or isinstance(d, numbers.Integral) for d in value
+    )
+
+
+def embedding_shape(input_shape):
+    """The embeddings' shape out of a single shape or a list of shapes."""
+    if is_shape(input_shape):
+        return tuple(input_shape)
+    return tuple(input_shape[0])
+
+
+def check_embedding_shape(layer, shape):
+    if len(shape) != 2 or shape[-1] is None:
+        raise ValueError(
+            f"{layer.__class__.__name__} expects embeddings of shape "
+            f"(batch_size, embedding_dim) with a known embedding_dim. Received: shape={shape}"
+        )
+    return int(shape[-1])
+
+
+def flat_labels(labels):
+    """Integer class indices of shape `(batch,)` from `(batch,)` or `(batch, 1)`."""
+    return ops.reshape(ops.cast(labels, "int32"), (-1,))
+
+
+def one_hot(labels, num_classes, dtype="float32"):
+    return ops.one_hot(flat_labels(labels), num_classes, dtype=dtype)
+
+
+# --------------------------------------------------------------------------
+# Math, keras.ops only.
+# --------------------------------------------------------------------------
+
+
+def l2_norm(x, axis=-1, keepdims=True):
+    return ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=axis, keepdims=keepdims), NORM_EPSILON))
+
+
+def l2_normalize(x, axis=-1):
+    return x / l2_norm(x, axis=axis)
+
+
+def cosine_logits(embeddings, kernel):
+    """cos(theta_ij) between embedding i and class vector j, clipped to [-1, 1]."""
+    cosine = ops.matmul(l2_normalize(embeddings, axis=-1), l2_normalize(kernel, axis=0))
+    # Rounding can put |cos| a hair above 1, which would break sqrt(1 - cos^2).
+    return ops.clip(cosine, -1.0, 1.0)
+
+
+def cross_entropy(logits, targets):
+    """Mean over the batch of -log softmax(logits)[y], with one-hot `targets`."""
+    logits = ops.cast(logits, "float32")
+    log_probs = logits - ops.logsumexp(logits, axis=-1, keepdims=True)
+    return -ops.mean(ops.sum(targets * log_probs, axis=-1))
+
+
+# --------------------------------------------------------------------------
+# Base layer.
+# --------------------------------------------------------------------------
+
+
+class ClassWeightHead(keras.layers.Layer):
+    """Owns the class weight matrix `kernel` of shape `(embedding_dim, num_classes)`.
+
+    Subclasses implement `head_outputs(embeddings, labels, training)`
+    returning `(logits, loss or None)`. `call` splits the inputs, adds the
+    loss with `add_loss` when labels are given and returns the logits.
+
+    Heads compute in float32 whatever the dtype policy (margins on cosines
+    near 1 and the annealed SphereFace blend lose too much in float16);
+    `head_outputs` receives float32 embeddings, reads the weights through
+    `float32_weight`, and the logits are cast back to the compute dtype.
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_classes = check_int("num_classes", num_classes, 1)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    def build(self, input_shape):
+        dim = check_embedding_shape(self, embedding_shape(input_shape))
+        self.kernel = self.add_weight(
+            shape=(dim, self.num_classes),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            name="kernel",
+        )
+
+    def call(self, inputs, training=None):
+        embeddings, labels = split_inputs(inputs)
+        embeddings = ops.cast(embeddings, "float32")
+        logits, loss = self.head_outputs(embeddings, labels, bool(training))
+        if loss is not None:
+            self.add_loss(loss)
+        return ops.cast(logits, self.compute_dtype)
+
+    @staticmethod
+    def float32_weight(variable):
+        # Under a mixed policy the variable reads as float16 inside call().
+        return ops.cast(variable, "float32")
+
+    def head_outputs(self, embeddings, labels, training):
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        return (embedding_shape(input_shape)[0], self.num_classes)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            }
+        )
+        return config

@@ -1,0 +1,94 @@
+import keras
+
+from keras_spk.layers import _heads
+
+
+@keras.saving.register_keras_serializable(package="keras_spk")
+class AMSoftmax(_heads.ClassWeightHead):
+    """Additive margin softmax (AM-softmax / CosFace) output layer.
+
+    Embeddings and class vectors are L2-normalised; the target class's
+    cosine is lowered by an additive margin before the scaled softmax
+    (eq. 4-5 of Heo et al. 2019, averaged over the batch):
+
+    ```
+    cos_ij = W_j^T e_i / (||W_j|| ||e_i||)
+    z_ij   = s * (cos_ij - m * [j == y_i])
+    L_AMS  = -(1 / M) * sum_i log(exp(z_{i,y_i}) / sum_j exp(z_ij))
+    ```
+
+    The layer returns the plain scaled cosines `s * cos_ij` (no margin), so
+    accuracy metrics and inference see the same scores for every class.
+    When labels are given it adds `L_AMS` with `add_loss`, so a model
+    compiled with `loss=None` trains on it.
+
+    Args:
+        num_classes: positive int, number of training speakers.
+        scale: positive float, the scale `s`. Defaults to `30.0`.
+        margin: non-negative float, the additive cosine margin `m`.
+            Defaults to `0.2`.
+        kernel_initializer: initializer for `W`, shape
+            `(embedding_dim, num_classes)`. Defaults to `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer for `W` (weight decay).
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: `[embeddings, labels]` (training) or `embeddings`
+            (inference). `labels` are integer class indices of shape
+            `(batch_size,)` or `(batch_size, 1)`.
+        training: bool; unused (the loss is added whenever labels are
+            given), accepted for a uniform head interface.
+
+    Input shape:
+        `embeddings`: 2D tensor `(batch_size, embedding_dim)`.
+
+    Output shape:
+        2D tensor `(batch_size, num_classes)`: `s * cos_ij`.
+
+    Example:
+
+    >>> embeddings = keras.Input((128,))
+    >>> labels = keras.Input((), dtype="int32")
+    >>> logits = AMSoftmax(1211, scale=30.0, margin=0.2)([embeddings, labels])
+    >>> model = keras.Model([embeddings, labels], logits)
+    >>> model.compile(optimizer="adam", loss=None)
+
+    Reference:
+        - [Wang et al., Additive Margin Softmax for Face Verification, 2018](
+            https://arxiv.org/abs/1801.05599)
+        - [Heo et al., End-to-end losses based on speaker basis vectors and
+          all-speaker hard negative mining for speaker verification, 2019](
+            https://arxiv.org/abs/1902.02455), eq. 4-5
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        scale=30.0,
+        margin=0.2,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(
+            num_classes,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            **kwargs,
+        )
+        self.scale = _heads.check_real("scale", scale, minimum=0.0, strict_minimum=True)
+        self.margin = _heads.check_real("margin", margin, minimum=0.0)
+
+    def head_outputs(self, embeddings, labels, training):
+        cosine = _heads.cosine_logits(embeddings, self.float32_weight(self.kernel))
+        logits = self.scale * cosine
+        if labels is None:
+            return logits, None
+        targets = _heads.one_hot(labels, self.num_classes)
+        margin_logits = self.scale * (cosine - self.margin * targets)
+        return logits, _heads.cross_entropy(margin_logits, targets)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"scale": self.scale, "margin": self.margin})
+        return config

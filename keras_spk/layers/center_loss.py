@@ -1,0 +1,143 @@
+import keras
+from keras import ops
+
+from keras_spk.layers import _heads
+
+REDUCTIONS = ("sum", "mean")
+
+
+@keras.saving.register_keras_serializable(package="keras_spk")
+class CenterLoss(keras.layers.Layer):
+    """Center loss: pulls each embedding towards a running center of its class.
+
+    A pass-through layer: it returns the embeddings unchanged and, when
+    labels are given, adds (eq. 2 of Heo et al. 2019, eq. 1 of RawNet)
+
+    ```
+    L_C = weight * 1/2 * sum_i ||e_i - c_{y_i}||^2
+    ```
+
+    computed with the centers as they were before this call. The centers
+    are not trained by gradient descent: on each training call with labels
+    they move by the alpha rule (eq. 3),
+
+    ```
+    delta_c_k = sum_i [y_i == k] (c_k - e_i) / (1 + sum_i [y_i == k])
+    c_k      <- c_k - alpha * delta_c_k
+    ```
+
+    so a class absent from the batch keeps its center. The centers are a
+    non-trainable variable `centers` of shape `(num_classes, embedding_dim)`
+    updated with `.assign()`; calls with `training=False` leave them alone.
+    No gradient flows into the centers (only into the embeddings).
+
+    `reduction="sum"` (default) sums over the mini-batch as eq. 2 does and
+    as the authors' Keras code does (`0.5 * K.sum(...)`), so with
+    `weight=1e-3` (RawNet, Heo et al. Table 2) and a batch of 100 the
+    center loss weighs like a per-utterance weight of 0.1 next to a
+    batch-averaged cross-entropy. `"mean"` divides by the batch size
+    (Wen et al.'s Caffe layer).
+
+    A model compiled with `loss=None` trains on the added loss together
+    with a head's (e.g. `SoftmaxHead` or `SpeakerBasis`).
+
+    Args:
+        num_classes: positive int, number of training speakers.
+        alpha: float in `[0, 1]`, the center learning rate. Defaults to `0.5`.
+        weight: non-negative float, `lambda` multiplying the added loss.
+            Defaults to `1e-3`.
+        reduction: `"sum"` (default) or `"mean"` over the batch.
+        centers_initializer: initializer for the centers.
+            Defaults to `"zeros"`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: `[embeddings, labels]` (training) or `embeddings`
+            (inference). `labels` are integer class indices of shape
+            `(batch_size,)` or `(batch_size, 1)`.
+        training: bool; when true (and labels are given) the centers are
+            updated.
+
+    Input shape:
+        `embeddings`: 2D tensor `(batch_size, embedding_dim)`.
+
+    Output shape:
+        2D tensor `(batch_size, embedding_dim)`, the embeddings unchanged.
+
+    Example:
+
+    >>> embeddings = keras.Input((128,))
+    >>> labels = keras.Input((), dtype="int32")
+    >>> x = CenterLoss(1211, alpha=0.5, weight=1e-3)([embeddings, labels])
+    >>> logits = SoftmaxHead(1211)([x, labels])
+    >>> model = keras.Model([embeddings, labels], logits)
+    >>> model.compile(optimizer="adam", loss=None)
+
+    Reference:
+        - [Wen et al., A Discriminative Feature Learning Approach for Deep
+          Face Recognition, ECCV 2016](
+            https://doi.org/10.1007/978-3-319-46478-7_31)
+        - [Heo et al., End-to-end losses based on speaker basis vectors and
+          all-speaker hard negative mining for speaker verification, 2019](
+            https://arxiv.org/abs/1902.02455), eq. 2-3
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        alpha=0.5,
+        weight=1e-3,
+        reduction="sum",
+        centers_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_classes = _heads.check_int("num_classes", num_classes, 1)
+        self.alpha = _heads.check_real("alpha", alpha, minimum=0.0, maximum=1.0)
+        self.weight = _heads.check_real("weight", weight, minimum=0.0)
+        self.reduction = _heads.check_choice("reduction", reduction, REDUCTIONS)
+        self.centers_initializer = keras.initializers.get(centers_initializer)
+
+    def build(self, input_shape):
+        dim = _heads.check_embedding_shape(self, _heads.embedding_shape(input_shape))
+        self.centers = self.add_weight(
+            shape=(self.num_classes, dim),
+            initializer=self.centers_initializer,
+            trainable=False,
+            name="centers",
+        )
+
+    def call(self, inputs, training=None):
+        embeddings, labels = _heads.split_inputs(inputs)
+        if labels is None:
+            return embeddings
+        x = ops.cast(embeddings, "float32")
+        centers = ops.cast(self.centers, "float32")
+        targets = _heads.one_hot(labels, self.num_classes)
+        squared = ops.sum(ops.square(x - ops.matmul(targets, centers)), axis=-1)
+        loss = 0.5 * (ops.sum(squared) if self.reduction == "sum" else ops.mean(squared))
+        self.add_loss(self.weight * loss)
+        if training:
+            counts = ops.expand_dims(ops.sum(targets, axis=0), -1)
+            sums = ops.matmul(ops.transpose(targets), ops.stop_gradient(x))
+            delta = (counts * centers - sums) / (1.0 + counts)
+            self.centers.assign(
+                ops.cast(ops.stop_gradient(centers - self.alpha * delta), self.centers.dtype)
+            )
+        return embeddings
+
+    def compute_output_shape(self, input_shape):
+        return _heads.embedding_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "alpha": self.alpha,
+                "weight": self.weight,
+                "reduction": self.reduction,
+                "centers_initializer": keras.initializers.serialize(self.centers_initializer),
+            }
+        )
+        return config

@@ -1,0 +1,229 @@
+import math
+import numbers
+
+import keras
+from keras import ops
+
+from keras_spk.layers import _framing
+
+
+@keras.saving.register_keras_serializable(package="keras_spk")
+class RawNetBlock(keras.layers.Layer):
+    """RawNet residual block on frame-level raw-waveform features.
+
+    Table 1 of the RawNet paper, in its order (post-activation: BN and
+    LeakyReLU follow each convolution; the second LeakyReLU and the max
+    pooling come after the residual addition, "under the dotted line"):
+
+    ```
+    h   = LeakyReLU(BN_1(Conv_k(x)))
+    h   = BN_2(Conv_k(h))
+    s   = x                            if C_in == filters
+        = BN_s(Conv_1(x))              otherwise
+    out = MaxPool_p(LeakyReLU(h + s))
+    ```
+
+    `Conv_k` is a stride-1, `"same"`-padded convolution of length
+    `kernel_size` (3 in the paper), so the residual sum keeps the time
+    length. The paper says only that the input is added "to the output of
+    the second BN layer"; the 1x1 convolution shortcut followed by its own BN
+    when the channel count changes is the authors' Keras code
+    (`residual_block_conv` in github.com/Jungjee/RawNet, RawNet1/Keras).
+
+    LeakyReLU slope: the paper gives no value; its Keras code uses
+    `LeakyReLU()` with Keras's default slope 0.3 (the authors' PyTorch port
+    names the same choice `lrelu_keras = LeakyReLU(negative_slope=0.3)`), so
+    the default here is `negative_slope=0.3`, not PyTorch's 0.01.
+
+    Pooling is non-overlapping and `"valid"` (stride = `pool_size`), so the
+    output has `T // pool_size` frames: trailing `T % pool_size` frames are
+    dropped, and 1 to `pool_size - 1` frames give an empty
+    `(batch_size, 0, filters)` output (0 input frames work under TensorFlow
+    only; PyTorch's convolution rejects them). For the paper's
+    59,049-sample crops every length is a power of 3 and nothing is dropped.
+
+    The convolutions have biases by default, as in the authors' code (Keras
+    default). A bias right before BN is redundant (BN's `beta` absorbs it);
+    `use_bias=False` removes `filters` parameters per convolution without
+    changing what the block can represent.
+
+    Args:
+        filters: positive int, the number of output channels.
+        kernel_size: positive int, length of the two main convolutions.
+            Defaults to `3`.
+        pool_size: positive int, max-pooling window and stride.
+            Defaults to `3`.
+        negative_slope: float >= 0, the LeakyReLU slope. Defaults to `0.3`.
+        use_bias: bool, whether the convolutions have biases.
+            Defaults to `True`.
+        batch_norm_momentum: float in `[0, 1)`, momentum of the moving BN
+            statistics (Keras convention: `moving = momentum * moving +
+            (1 - momentum) * batch`; PyTorch's 0.1 is 0.9 here).
+            Defaults to `0.99` (Keras default, as in the authors' code).
+        batch_norm_epsilon: positive float added to the BN variance.
+            Defaults to `1e-3` (Keras default).
+        kernel_initializer: initializer of all convolution kernels.
+            Defaults to `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer of all convolution kernels
+            (the paper uses L2 with weight 1e-4 on all layers).
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: float tensor `(batch_size, time, channels)`.
+        training: bool, whether BN uses batch statistics (and updates its
+            moving statistics) or the moving statistics.
+
+    Input shape:
+        3D tensor `(batch_size, time, channels)`; `time` may be `None`,
+        `channels` must be known.
+
+    Output shape:
+        3D tensor `(batch_size, time // pool_size, filters)`.
+
+    Example:
+
+    >>> x = np.random.normal(size=(2, 2188, 128)).astype("float32")
+    >>> keras.ops.convert_to_numpy(RawNetBlock(256)(x)).shape  # 2188 // 3
+    (2, 729, 256)
+
+    Reference:
+        - [Jung et al., RawNet: Advanced end-to-end deep neural network using
+          raw waveforms for text-independent speaker verification,
+          Interspeech 2019](https://arxiv.org/abs/1904.08104), section 2.1,
+          section 4.2 and Table 1.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size=3,
+        pool_size=3,
+        negative_slope=0.3,
+        use_bias=True,
+        batch_norm_momentum=0.99,
+        batch_norm_epsilon=1e-3,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = _framing.check_positive_int("filters", filters)
+        self.kernel_size = _framing.check_positive_int("kernel_size", kernel_size)
+        self.pool_size = _framing.check_positive_int("pool_size", pool_size)
+        if (
+            not isinstance(negative_slope, numbers.Real)
+            or isinstance(negative_slope, bool)
+            or not math.isfinite(negative_slope)
+            or negative_slope < 0
+        ):
+            raise ValueError(
+                "`negative_slope` must be a non-negative number. "
+                f"Received: negative_slope={negative_slope!r}"
+            )
+        self.negative_slope = float(negative_slope)
+        self.use_bias = bool(use_bias)
+        if (
+            not isinstance(batch_norm_momentum, numbers.Real)
+            or isinstance(batch_norm_momentum, bool)
+            or not 0.0 <= batch_norm_momentum < 1.0
+        ):
+            raise ValueError(
+                "`batch_norm_momentum` must be a number in [0, 1). "
+                f"Received: batch_norm_momentum={batch_norm_momentum!r}"
+            )
+        self.batch_norm_momentum = float(batch_norm_momentum)
+        self.batch_norm_epsilon = float(
+            _framing.check_positive_real("batch_norm_epsilon", batch_norm_epsilon)
+        )
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    def _conv(self, kernel_size, name):
+        return keras.layers.Conv1D(
+            self.filters,
+            kernel_size,
+            padding="same",
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _batch_norm(self, name):
+        return keras.layers.BatchNormalization(
+            momentum=self.batch_norm_momentum,
+            epsilon=self.batch_norm_epsilon,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(
+                "`RawNetBlock` expects inputs (batch, time, channels) with a "
+                f"known channel count. Received: input_shape={input_shape}"
+            )
+        # Explicit sub-layer names give stable weight paths, so weights can
+        # be matched by name between instances (saving, tests).
+        self.conv1 = self._conv(self.kernel_size, "conv1")
+        self.bn1 = self._batch_norm("bn1")
+        self.conv2 = self._conv(self.kernel_size, "conv2")
+        self.bn2 = self._batch_norm("bn2")
+        hidden_shape = tuple(input_shape[:-1]) + (self.filters,)
+        self.conv1.build(input_shape)
+        self.bn1.build(hidden_shape)
+        self.conv2.build(hidden_shape)
+        self.bn2.build(hidden_shape)
+        self.has_projection = input_shape[-1] != self.filters
+        if self.has_projection:
+            self.shortcut_conv = self._conv(1, "shortcut_conv")
+            self.shortcut_bn = self._batch_norm("shortcut_bn")
+            self.shortcut_conv.build(input_shape)
+            self.shortcut_bn.build(hidden_shape)
+
+    def call(self, inputs, training=None):
+        x = self.conv1(inputs)
+        x = self.bn1(x, training=training)
+        x = ops.leaky_relu(x, negative_slope=self.negative_slope)
+        x = self.conv2(x)
+        x = self.bn2(x, training=training)
+        shortcut = inputs
+        if self.has_projection:
+            shortcut = self.shortcut_bn(self.shortcut_conv(inputs), training=training)
+        x = ops.leaky_relu(x + shortcut, negative_slope=self.negative_slope)
+        # "valid" non-overlapping max pooling as a reshape + elementwise
+        # maximum: unlike ops.max_pool (and ops.max) it gives an empty output
+        # instead of a backend error when there are fewer than pool_size
+        # frames.
+        shape = ops.shape(x)
+        frames = shape[1] // self.pool_size
+        x = x[:, : frames * self.pool_size]
+        x = ops.reshape(x, (shape[0], frames, self.pool_size, self.filters))
+        pooled = x[:, :, 0]
+        for k in range(1, self.pool_size):
+            pooled = ops.maximum(pooled, x[:, :, k])
+        return pooled
+
+    def compute_output_shape(self, input_shape):
+        time = input_shape[1]
+        if time is not None:
+            time = time // self.pool_size
+        return (input_shape[0], time, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "pool_size": self.pool_size,
+                "negative_slope": self.negative_slope,
+                "use_bias": self.use_bias,
+                "batch_norm_momentum": self.batch_norm_momentum,
+                "batch_norm_epsilon": self.batch_norm_epsilon,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            }
+        )
+        return config
