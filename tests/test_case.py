@@ -18,6 +18,11 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
+def to_numpy(x):
+    """A backend tensor (or array) as a numpy array."""
+    return keras.ops.convert_to_numpy(x)
+
+
 def _to_numpy(x):
     if isinstance(x, dict):
         return {k: _to_numpy(v) for k, v in x.items()}

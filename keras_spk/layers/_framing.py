@@ -1,8 +1,11 @@
 """Framing, windowing and normalisation helpers shared by the audio layers.
 
 Private module: `LogMelFilterbank`, `LogSpectrogram` and `EnergyVAD` use these
-so that all three cut a waveform into exactly the same frames. Argument
-validation lives here as well so that every layer reports bad values the same
+so that all three cut a waveform into exactly the same frames; the two
+spectral front-ends share `LogSpectralLayer`, which runs the whole
+waveform -> power spectrum -> log features -> sliding mean pipeline. The
+framing arguments are validated here (with the shared checks of
+`keras_spk.utils._checks`) so that every layer reports bad values the same
 way (`ValueError("... Received: arg=value")`).
 
 Everything that runs inside `call()` uses `keras.ops` only, so it works under
@@ -10,11 +13,11 @@ the TensorFlow and PyTorch backends, with a static or dynamic number of
 samples, and inside an exported TF SavedModel.
 """
 
-import math
-import numbers
-
+import keras
 import numpy as np
 from keras import ops
+
+from keras_spk.utils import _checks
 
 WINDOWS = ("hamming", "hann", "rectangular")
 
@@ -24,38 +27,15 @@ WINDOWS = ("hamming", "hann", "rectangular")
 # --------------------------------------------------------------------------
 
 
-def _is_real(value):
-    # bool is an int subclass; `True` as a sample rate is a bug, not a 1.
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def check_positive_int(name, value):
-    if not _is_int(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_positive_real(name, value):
-    if not _is_real(value) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
-    return value
-
-
 def check_window_name(window):
-    if window not in WINDOWS:
-        raise ValueError(f"`window` must be one of {WINDOWS}. Received: window={window!r}")
-    return window
+    return _checks.check_choice("window", window, WINDOWS)
 
 
 def check_normalization_window(value):
     """`None` or 0 disables normalisation; otherwise a positive frame count."""
     if value is None:
         return None
-    if not _is_int(value) or value < 0:
+    if not _checks.is_int(value) or value < 0:
         raise ValueError(
             "`mean_normalization_window` must be None or a non-negative "
             f"integer number of frames. Received: mean_normalization_window={value!r}"
@@ -71,9 +51,9 @@ def frame_geometry(sample_rate, frame_length_ms, frame_step_ms, fft_length=None)
         `fft_length` defaults to the next power of two >= `frame_length`
         (512 for 25 ms at 16 kHz).
     """
-    check_positive_int("sample_rate", sample_rate)
-    check_positive_real("frame_length_ms", frame_length_ms)
-    check_positive_real("frame_step_ms", frame_step_ms)
+    _checks.check_positive_int("sample_rate", sample_rate)
+    _checks.check_positive_real("frame_length_ms", frame_length_ms)
+    _checks.check_positive_real("frame_step_ms", frame_step_ms)
     frame_length = int(round(sample_rate * frame_length_ms / 1000.0))
     frame_step = int(round(sample_rate * frame_step_ms / 1000.0))
     if frame_length < 1:
@@ -88,7 +68,7 @@ def frame_geometry(sample_rate, frame_length_ms, frame_step_ms, fft_length=None)
         )
     if fft_length is None:
         fft_length = 1 << (frame_length - 1).bit_length()
-    elif not _is_int(fft_length) or fft_length < frame_length:
+    elif not _checks.is_int(fft_length) or fft_length < frame_length:
         raise ValueError(
             f"`fft_length` must be an integer >= the frame length ({frame_length} "
             f"samples). Received: fft_length={fft_length!r}"
@@ -209,3 +189,64 @@ def sliding_mean_normalization(x, window):
     window_sum = ops.take(csum, end, axis=1) - ops.take(csum, start, axis=1)
     counts = ops.cast(end - start, x.dtype)
     return x - window_sum / ops.reshape(counts, (1, -1, 1))
+
+
+# --------------------------------------------------------------------------
+# Base layer of the log-spectral front-ends.
+# --------------------------------------------------------------------------
+
+
+class LogSpectralLayer(keras.layers.Layer):
+    """Waveform `[batch, samples]` -> log spectral features `[batch, frames, bins]`.
+
+    Validates and stores the framing arguments, frames the signal, takes
+    the windowed power spectrum, maps it to log features with the
+    subclass's `log_features(power)` and applies the optional sliding mean
+    normalisation. Subclasses add their own arguments after calling
+    `super().__init__`, and list every argument in `get_config`.
+    """
+
+    def __init__(
+        self,
+        sample_rate,
+        frame_length_ms,
+        frame_step_ms,
+        fft_length,
+        window,
+        log_offset,
+        mean_normalization_window,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.frame_length, self.frame_step, self._fft_length = frame_geometry(
+            sample_rate, frame_length_ms, frame_step_ms, fft_length
+        )
+        check_window_name(window)
+        _checks.check_positive_real("log_offset", log_offset)
+        self._normalization_window = check_normalization_window(mean_normalization_window)
+        self.sample_rate = sample_rate
+        self.frame_length_ms = frame_length_ms
+        self.frame_step_ms = frame_step_ms
+        self.fft_length = fft_length
+        self.window = window
+        self.log_offset = log_offset
+        self.mean_normalization_window = mean_normalization_window
+        # Constants are kept as numpy and converted inside call(): a tensor
+        # built here would be an eager tensor captured by the exported TF
+        # graph, while a numpy constant simply becomes a graph constant.
+        self._window = window_array(window, self.frame_length)
+
+    def log_features(self, power):
+        """`[batch, frames, fft_length // 2 + 1]` power -> `[batch, frames, bins]` log features."""
+        raise NotImplementedError
+
+    def call(self, inputs):
+        # FFTs are not available in float16, so compute in float32 and cast
+        # back to the layer's compute dtype at the end.
+        x = ops.cast(inputs, "float32")
+        frames = frame_signal(x, self.frame_length, self.frame_step)
+        power = power_spectrum(frames, self._window, self._fft_length)
+        features = self.log_features(power)
+        if self._normalization_window:
+            features = sliding_mean_normalization(features, self._normalization_window)
+        return ops.cast(features, self.compute_dtype)

@@ -4,12 +4,16 @@ Private module used by `SoftmaxHead`, `AMSoftmax`, `ASoftmax`, `AAMSoftmax`,
 `SpeakerBasis`, `CenterLoss` and `RingLoss`:
 
 - argument validation that reports bad values the same way everywhere
-  (`ValueError("... Received: arg=value")`);
+  (`ValueError("... Received: arg=value")`), on top of the shared checks of
+  `keras_spk.utils._checks`;
 - splitting the call input `[embeddings, labels]` (or `embeddings` alone);
 - label flattening, one-hot, cross-entropy and L2 normalisation with
   `keras.ops` only, so every head computes them identically on every backend;
 - `ClassWeightHead`, the base layer that owns the class weight matrix
-  `W` of shape `(embedding_dim, num_classes)` (column `j` is class `j`).
+  `W` of shape `(embedding_dim, num_classes)` (column `j` is class `j`), and
+  its two families: `LinearHead` (logits `W^T e + b`: `SoftmaxHead`,
+  `SpeakerBasis`) and `CosineMarginHead` (logits `s * cos`, a margin on the
+  target class in the loss: `AMSoftmax`, `AAMSoftmax`).
 """
 
 import math
@@ -17,6 +21,8 @@ import numbers
 
 import keras
 from keras import ops
+
+from keras_spk.utils import _checks
 
 # Floor under squared norms before a square root or a division: keeps the
 # gradient finite for an all-zero embedding or class vector.
@@ -28,17 +34,8 @@ NORM_EPSILON = 1e-12
 # --------------------------------------------------------------------------
 
 
-def _is_real(value):
-    # bool is an int subclass; `True` as a margin is a bug, not a 1.
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def check_int(name, value, minimum):
-    if not _is_int(value) or value < minimum:
+    if not _checks.is_int(value) or value < minimum:
         raise ValueError(
             f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
         )
@@ -47,7 +44,7 @@ def check_int(name, value, minimum):
 
 def check_real(name, value, minimum=None, maximum=None, strict_minimum=False):
     """A finite number in [minimum, maximum] (or (minimum, ...] if strict)."""
-    ok = _is_real(value)
+    ok = _checks.is_real(value) and math.isfinite(value)
     if ok and minimum is not None:
         ok = value > minimum if strict_minimum else value >= minimum
     if ok and maximum is not None:
@@ -67,12 +64,6 @@ def check_real(name, value, minimum=None, maximum=None, strict_minimum=False):
 def check_bool(name, value):
     if not isinstance(value, bool):
         raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
-    return value
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
     return value
 
 
@@ -205,6 +196,10 @@ class ClassWeightHead(keras.layers.Layer):
         # Under a mixed policy the variable reads as float16 inside call().
         return ops.cast(variable, "float32")
 
+    def class_cosines(self, embeddings):
+        """`cos(theta_ij)` between embedding `i` and class vector `W_j`, `(batch, num_classes)`."""
+        return cosine_logits(embeddings, self.float32_weight(self.kernel))
+
     def head_outputs(self, embeddings, labels, training):
         raise NotImplementedError
 
@@ -220,4 +215,72 @@ class ClassWeightHead(keras.layers.Layer):
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
             }
         )
+        return config
+
+
+class LinearHead(ClassWeightHead):
+    """A head whose logits are `W^T e_i + b`, the bias `b` optional.
+
+    Subclasses set `use_bias` and `bias_initializer` in `__init__` (where
+    they validate their other arguments) and list both in `get_config`;
+    this class adds the bias weight and computes the logits.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=(self.num_classes,), initializer=self.bias_initializer, name="bias"
+            )
+
+    def linear_logits(self, embeddings):
+        logits = ops.matmul(embeddings, self.float32_weight(self.kernel))
+        if self.use_bias:
+            logits = logits + self.float32_weight(self.bias)
+        return logits
+
+
+class CosineMarginHead(ClassWeightHead):
+    """A head with scaled-cosine logits `s * cos_ij` and a margin on the target class.
+
+    The layer returns `s * cos_ij` (no margin). With labels, the loss is the
+    cross-entropy of `s * margin_cosine(cos, targets)`, where subclasses
+    implement `margin_cosine`: the cosine matrix with the margin `m` applied
+    to the target entries (`targets` is one-hot) and the others unchanged.
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        scale=30.0,
+        margin=0.2,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(
+            num_classes,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            **kwargs,
+        )
+        self.scale = check_real("scale", scale, minimum=0.0, strict_minimum=True)
+        self.margin = check_real("margin", margin, minimum=0.0)
+
+    def head_outputs(self, embeddings, labels, training):
+        cosine = self.class_cosines(embeddings)
+        logits = self.scale * cosine
+        if labels is None:
+            return logits, None
+        targets = one_hot(labels, self.num_classes)
+        margin_logits = self.scale * self.margin_cosine(cosine, targets)
+        return logits, cross_entropy(margin_logits, targets)
+
+    def margin_cosine(self, cosine, targets):
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"scale": self.scale, "margin": self.margin})
         return config

@@ -5,35 +5,14 @@ Private module: `TemporalAveragePooling`, `StatisticsPooling`,
 `LearnableDictionaryEncoding` all accept padded `[batch, time, features]`
 batches with a Keras `mask` and/or per-row `lengths`, and must give each row
 exactly the result it would get alone. Keeping the mask logic here makes the
-five layers agree on what a valid frame is.
+five layers agree on what a valid frame is. The statistics output and the
+frame attention shared by two poolings each live here as well.
 
 Everything that runs inside `call()` uses `keras.ops` only, so it works under
 the TensorFlow and PyTorch backends with a static or dynamic time axis.
 """
 
-import numbers
-
-import numpy as np
 from keras import ops
-
-
-def check_positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_positive_float(name, value):
-    if (
-        not isinstance(value, numbers.Real)
-        or isinstance(value, bool)
-        or not np.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
-    return float(value)
 
 
 def check_frames_shape(layer, input_shape):
@@ -121,3 +100,41 @@ def masked_softmax_over_time(logits, valid):
     # A row with a valid frame has total >= 1 (its largest logit contributes
     # exp(0) = 1), so the floor only changes all-padded rows: 0 / 1 = 0.
     return weights / ops.maximum(total, ops.ones_like(total))
+
+
+def concat_mean_std(mean, variance, eps):
+    """`[mean, sqrt(max(variance, eps))]` on the last axis, the statistics poolings' output."""
+    std = ops.sqrt(ops.maximum(variance, eps))
+    return ops.concatenate([mean, std], axis=-1)
+
+
+# --------------------------------------------------------------------------
+# Frame attention of the attentive poolings.
+# --------------------------------------------------------------------------
+
+
+def build_frame_attention(layer, features, units):
+    """Adds the frame scorer's weights to `layer`.
+
+    `kernel` `[features, units]`, `bias` `[units]` and the context vector
+    `context` `[units]`, from the layer's `kernel_initializer`,
+    `bias_initializer` and `context_initializer`.
+    """
+    layer.kernel = layer.add_weight(
+        name="kernel", shape=(features, units), initializer=layer.kernel_initializer
+    )
+    layer.bias = layer.add_weight(name="bias", shape=(units,), initializer=layer.bias_initializer)
+    layer.context = layer.add_weight(
+        name="context", shape=(units,), initializer=layer.context_initializer
+    )
+
+
+def frame_attention(layer, inputs, valid, activation):
+    """Attention weights `[batch, time]` of the frames, summing to 1 over the valid ones.
+
+    `softmax_t(context . activation(x_t kernel + bias))` over the valid
+    frames; `inputs` must already have its padded frames zeroed.
+    """
+    hidden = activation(ops.matmul(inputs, layer.kernel) + layer.bias)
+    scores = ops.sum(hidden * layer.context, axis=-1)  # [batch, time]
+    return masked_softmax_over_time(scores, valid)

@@ -155,7 +155,7 @@ class ASoftmax(_heads.ClassWeightHead):
         return ops.maximum(decayed, self.lambda_min)
 
     def head_outputs(self, embeddings, labels, training):
-        cosine = _heads.cosine_logits(embeddings, self.float32_weight(self.kernel))
+        cosine = self.class_cosines(embeddings)
         norm = _heads.l2_norm(embeddings, axis=-1)
         logits = norm * cosine
         if labels is None:

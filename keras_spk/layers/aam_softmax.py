@@ -7,7 +7,7 @@ from keras_spk.layers import _heads
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
-class AAMSoftmax(_heads.ClassWeightHead):
+class AAMSoftmax(_heads.CosineMarginHead):
     """Additive angular margin softmax (AAM-softmax / ArcFace) output layer.
 
     Embeddings and class vectors are L2-normalised; the margin is added to
@@ -83,21 +83,17 @@ class AAMSoftmax(_heads.ClassWeightHead):
     ):
         super().__init__(
             num_classes,
+            scale=scale,
+            margin=margin,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
             **kwargs,
         )
-        self.scale = _heads.check_real("scale", scale, minimum=0.0, strict_minimum=True)
-        self.margin = _heads.check_real("margin", margin, minimum=0.0)
         if self.margin >= math.pi / 2:
             raise ValueError(f"`margin` must be in [0, pi / 2). Received: margin={margin!r}")
         self.easy_margin = _heads.check_bool("easy_margin", easy_margin)
 
-    def head_outputs(self, embeddings, labels, training):
-        cosine = _heads.cosine_logits(embeddings, self.float32_weight(self.kernel))
-        logits = self.scale * cosine
-        if labels is None:
-            return logits, None
+    def margin_cosine(self, cosine, targets):
         # The floor keeps d sqrt / d cos finite at cos = +-1 (sine = 0).
         sine = ops.sqrt(ops.maximum(1.0 - ops.square(cosine), _heads.NORM_EPSILON))
         phi = cosine * math.cos(self.margin) - sine * math.sin(self.margin)
@@ -110,13 +106,9 @@ class AAMSoftmax(_heads.ClassWeightHead):
                 phi,
                 cosine - self.margin * math.sin(self.margin),
             )
-        targets = _heads.one_hot(labels, self.num_classes)
-        margin_logits = self.scale * (targets * phi + (1.0 - targets) * cosine)
-        return logits, _heads.cross_entropy(margin_logits, targets)
+        return targets * phi + (1.0 - targets) * cosine
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"scale": self.scale, "margin": self.margin, "easy_margin": self.easy_margin}
-        )
+        config.update({"easy_margin": self.easy_margin})
         return config

@@ -4,7 +4,7 @@ from keras_spk.layers import _heads
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
-class AMSoftmax(_heads.ClassWeightHead):
+class AMSoftmax(_heads.CosineMarginHead):
     """Additive margin softmax (AM-softmax / CosFace) output layer.
 
     Embeddings and class vectors are L2-normalised; the target class's
@@ -61,34 +61,5 @@ class AMSoftmax(_heads.ClassWeightHead):
             https://arxiv.org/abs/1902.02455), eq. 4-5
     """
 
-    def __init__(
-        self,
-        num_classes,
-        scale=30.0,
-        margin=0.2,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
-        **kwargs,
-    ):
-        super().__init__(
-            num_classes,
-            kernel_initializer=kernel_initializer,
-            kernel_regularizer=kernel_regularizer,
-            **kwargs,
-        )
-        self.scale = _heads.check_real("scale", scale, minimum=0.0, strict_minimum=True)
-        self.margin = _heads.check_real("margin", margin, minimum=0.0)
-
-    def head_outputs(self, embeddings, labels, training):
-        cosine = _heads.cosine_logits(embeddings, self.float32_weight(self.kernel))
-        logits = self.scale * cosine
-        if labels is None:
-            return logits, None
-        targets = _heads.one_hot(labels, self.num_classes)
-        margin_logits = self.scale * (cosine - self.margin * targets)
-        return logits, _heads.cross_entropy(margin_logits, targets)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"scale": self.scale, "margin": self.margin})
-        return config
+    def margin_cosine(self, cosine, targets):
+        return cosine - self.margin * targets

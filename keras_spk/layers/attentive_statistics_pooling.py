@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _masking
+from keras_spk.utils import _checks
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -83,34 +84,25 @@ class AttentiveStatisticsPooling(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.attention_units = _masking.check_positive_int("attention_units", attention_units)
+        self.attention_units = _checks.check_positive_int("attention_units", attention_units)
         self.activation = keras.activations.get(activation)
-        self.eps = _masking.check_positive_float("eps", eps)
+        self.eps = float(_checks.check_positive_real("eps", eps))
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.context_initializer = keras.initializers.get(context_initializer)
 
     def build(self, input_shape):
         features = _masking.check_frames_shape(self, input_shape)
-        units = self.attention_units
-        self.kernel = self.add_weight(
-            name="kernel", shape=(features, units), initializer=self.kernel_initializer
-        )
-        self.bias = self.add_weight(name="bias", shape=(units,), initializer=self.bias_initializer)
-        self.context = self.add_weight(
-            name="context", shape=(units,), initializer=self.context_initializer
-        )
+        _masking.build_frame_attention(self, features, self.attention_units)
 
     def call(self, inputs, mask=None, lengths=None):
         valid = _masking.valid_frames(inputs, mask, lengths)
         inputs = _masking.zero_invalid(inputs, valid)
-        hidden = self.activation(ops.matmul(inputs, self.kernel) + self.bias)
-        scores = ops.sum(hidden * self.context, axis=-1)  # [batch, time]
-        weights = ops.expand_dims(_masking.masked_softmax_over_time(scores, valid), -1)
+        weights = _masking.frame_attention(self, inputs, valid, self.activation)
+        weights = ops.expand_dims(weights, -1)
         mean = ops.sum(weights * inputs, axis=1)
         variance = ops.sum(weights * ops.square(inputs - ops.expand_dims(mean, 1)), axis=1)
-        std = ops.sqrt(ops.maximum(variance, self.eps))
-        return ops.concatenate([mean, std], axis=-1)
+        return _masking.concat_mean_std(mean, variance, self.eps)
 
     def compute_mask(self, inputs, mask=None):
         # The time axis is pooled away, so there is nothing left to mask.

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _heads
+from keras_spk.utils import _checks
 
 REDUCTIONS = ("sum", "mean")
 
@@ -95,7 +96,7 @@ class CenterLoss(keras.layers.Layer):
         self.num_classes = _heads.check_int("num_classes", num_classes, 1)
         self.alpha = _heads.check_real("alpha", alpha, minimum=0.0, maximum=1.0)
         self.weight = _heads.check_real("weight", weight, minimum=0.0)
-        self.reduction = _heads.check_choice("reduction", reduction, REDUCTIONS)
+        self.reduction = _checks.check_choice("reduction", reduction, REDUCTIONS)
         self.centers_initializer = keras.initializers.get(centers_initializer)
 
     def build(self, input_shape):

@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _framing
+from keras_spk.utils import _checks
 
 # Frames whose mean-square amplitude is at or below this (-100 dB relative to
 # a full-scale [-1, 1] signal) are never speech. Without an absolute floor an
@@ -111,7 +112,7 @@ class EnergyVAD(keras.layers.Layer):
             )
         self._max_speech_samples = None
         if max_speech_seconds is not None:
-            _framing.check_positive_real("max_speech_seconds", max_speech_seconds)
+            _checks.check_positive_real("max_speech_seconds", max_speech_seconds)
             self._max_speech_samples = int(round(max_speech_seconds * sample_rate))
             if self._max_speech_samples < 1:
                 raise ValueError(

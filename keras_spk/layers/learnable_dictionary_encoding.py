@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _masking
+from keras_spk.utils import _checks
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -95,7 +96,7 @@ class LearnableDictionaryEncoding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_codewords = _masking.check_positive_int("num_codewords", num_codewords)
+        self.num_codewords = _checks.check_positive_int("num_codewords", num_codewords)
         if codeword_initializer is None:
             codeword_initializer = keras.initializers.RandomUniform(-1.0, 1.0)
         self.codeword_initializer = keras.initializers.get(codeword_initializer)

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_spk.layers import _framing
+from keras_spk.utils import _checks
 
 
 def _hertz_to_mel(hertz):
@@ -53,13 +54,13 @@ def mel_filterbank_matrix(
         numpy array of shape `(num_spectrogram_bins, num_mel_bins)`, so that
         `mel_energies = power_spectrum @ matrix`.
     """
-    _framing.check_positive_int("num_mel_bins", num_mel_bins)
+    _checks.check_positive_int("num_mel_bins", num_mel_bins)
     if not isinstance(num_spectrogram_bins, numbers.Integral) or num_spectrogram_bins < 2:
         raise ValueError(
             "`num_spectrogram_bins` must be an integer >= 2. "
             f"Received: num_spectrogram_bins={num_spectrogram_bins!r}"
         )
-    _framing.check_positive_int("sample_rate", sample_rate)
+    _checks.check_positive_int("sample_rate", sample_rate)
     nyquist = sample_rate / 2.0
     if upper_edge_hertz is None:
         upper_edge_hertz = nyquist
@@ -93,7 +94,7 @@ def mel_filterbank_matrix(
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
-class LogMelFilterbank(keras.layers.Layer):
+class LogMelFilterbank(_framing.LogSpectralLayer):
     """Log mel filterbank features with sliding-window mean normalisation.
 
     For each frame (no centre padding; frame `t` covers samples
@@ -184,29 +185,21 @@ class LogMelFilterbank(keras.layers.Layer):
         mean_normalization_window=300,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.frame_length, self.frame_step, self._fft_length = _framing.frame_geometry(
-            sample_rate, frame_length_ms, frame_step_ms, fft_length
+        super().__init__(
+            sample_rate=sample_rate,
+            frame_length_ms=frame_length_ms,
+            frame_step_ms=frame_step_ms,
+            fft_length=fft_length,
+            window=window,
+            log_offset=log_offset,
+            mean_normalization_window=mean_normalization_window,
+            **kwargs,
         )
-        _framing.check_window_name(window)
-        _framing.check_positive_real("log_offset", log_offset)
-        self._normalization_window = _framing.check_normalization_window(
-            mean_normalization_window
-        )
-        self.sample_rate = sample_rate
         self.num_mel_bins = num_mel_bins
-        self.frame_length_ms = frame_length_ms
-        self.frame_step_ms = frame_step_ms
-        self.fft_length = fft_length
-        self.window = window
         self.lower_edge_hertz = lower_edge_hertz
         self.upper_edge_hertz = upper_edge_hertz
-        self.log_offset = log_offset
-        self.mean_normalization_window = mean_normalization_window
-        # Constants are kept as numpy and converted inside call(): a tensor
-        # built here would be an eager tensor captured by the exported TF
-        # graph, while a numpy constant simply becomes a graph constant.
-        # This also validates the mel arguments at construction time.
+        # numpy, converted in call() (see `LogSpectralLayer`). This also
+        # validates the mel arguments at construction time.
         self._mel_matrix = mel_filterbank_matrix(
             num_mel_bins=num_mel_bins,
             num_spectrogram_bins=self._fft_length // 2 + 1,
@@ -214,19 +207,10 @@ class LogMelFilterbank(keras.layers.Layer):
             lower_edge_hertz=lower_edge_hertz,
             upper_edge_hertz=upper_edge_hertz,
         )
-        self._window = _framing.window_array(window, self.frame_length)
 
-    def call(self, inputs):
-        # FFTs are not available in float16, so compute in float32 and cast
-        # back to the layer's compute dtype at the end.
-        x = ops.cast(inputs, "float32")
-        frames = _framing.frame_signal(x, self.frame_length, self.frame_step)
-        power = _framing.power_spectrum(frames, self._window, self._fft_length)
+    def log_features(self, power):
         mel = ops.matmul(power, ops.convert_to_tensor(self._mel_matrix))
-        features = ops.log(mel + self.log_offset)
-        if self._normalization_window:
-            features = _framing.sliding_mean_normalization(features, self._normalization_window)
-        return ops.cast(features, self.compute_dtype)
+        return ops.log(mel + self.log_offset)
 
     def compute_output_shape(self, input_shape):
         frames = _framing.static_num_frames(input_shape[1], self.frame_length, self.frame_step)

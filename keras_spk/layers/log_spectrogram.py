@@ -5,7 +5,7 @@ from keras_spk.layers import _framing
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
-class LogSpectrogram(keras.layers.Layer):
+class LogSpectrogram(_framing.LogSpectralLayer):
     """Log-magnitude linear-frequency spectrogram.
 
     For each frame (no centre padding; frame `t` covers samples
@@ -79,34 +79,19 @@ class LogSpectrogram(keras.layers.Layer):
         mean_normalization_window=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.frame_length, self.frame_step, self._fft_length = _framing.frame_geometry(
-            sample_rate, frame_length_ms, frame_step_ms, fft_length
+        super().__init__(
+            sample_rate=sample_rate,
+            frame_length_ms=frame_length_ms,
+            frame_step_ms=frame_step_ms,
+            fft_length=fft_length,
+            window=window,
+            log_offset=log_offset,
+            mean_normalization_window=mean_normalization_window,
+            **kwargs,
         )
-        _framing.check_window_name(window)
-        _framing.check_positive_real("log_offset", log_offset)
-        self._normalization_window = _framing.check_normalization_window(
-            mean_normalization_window
-        )
-        self.sample_rate = sample_rate
-        self.frame_length_ms = frame_length_ms
-        self.frame_step_ms = frame_step_ms
-        self.fft_length = fft_length
-        self.window = window
-        self.log_offset = log_offset
-        self.mean_normalization_window = mean_normalization_window
-        # numpy, converted in call(): becomes a graph constant on export.
-        self._window = _framing.window_array(window, self.frame_length)
 
-    def call(self, inputs):
-        # FFTs are not available in float16: compute in float32, cast back.
-        x = ops.cast(inputs, "float32")
-        frames = _framing.frame_signal(x, self.frame_length, self.frame_step)
-        power = _framing.power_spectrum(frames, self._window, self._fft_length)
-        features = ops.log(ops.sqrt(power) + self.log_offset)
-        if self._normalization_window:
-            features = _framing.sliding_mean_normalization(features, self._normalization_window)
-        return ops.cast(features, self.compute_dtype)
+    def log_features(self, power):
+        return ops.log(ops.sqrt(power) + self.log_offset)
 
     def compute_output_shape(self, input_shape):
         frames = _framing.static_num_frames(input_shape[1], self.frame_length, self.frame_step)

@@ -3,11 +3,7 @@ import numbers
 import keras
 from keras import ops
 
-from keras_spk.layers.feature_pyramid import _check_levels
-from keras_spk.layers.feature_pyramid import _check_map_shape
-from keras_spk.layers.feature_pyramid import _crop_or_pad
-from keras_spk.layers.feature_pyramid import _resize_bilinear
-from keras_spk.layers.feature_pyramid import _select_levels
+from keras_spk.layers import _pyramid
 
 MODES = ("msea", "msfa")
 DESCRIPTORS = ("frames", "positions")
@@ -230,7 +226,7 @@ class MultiScaleAggregation(keras.layers.Layer):
                 "`embedding_dim` must be a positive integer. "
                 f"Received: embedding_dim={embedding_dim!r}"
             )
-        self.levels = _check_levels(levels)
+        self.levels = _pyramid.check_levels(levels)
         self.projection_channels = _check_auto_or(
             "projection_channels", projection_channels, _check_optional_units
         )
@@ -335,8 +331,8 @@ class MultiScaleAggregation(keras.layers.Layer):
 
     def build(self, input_shape):
         self._resolve()
-        numbers_, shapes = _select_levels(input_shape, self.levels, "inputs")
-        shapes = [_check_map_shape(self, shape) for shape in shapes]
+        numbers_, shapes = _pyramid.select_levels(input_shape, self.levels, "inputs")
+        shapes = [_pyramid.check_map_shape(self, shape) for shape in shapes]
         self._numbers = numbers_
         if self.mode == "msea":
             self._build_msea(shapes)
@@ -457,15 +453,15 @@ class MultiScaleAggregation(keras.layers.Layer):
         convs = iter(self.resample_convs[index])
         if index > self._target_index and self.msfa_upsampling == "bilinear":
             shape = ops.shape(maps[self._target_index])
-            return _resize_bilinear(x, shape[1], shape[2])
+            return _pyramid.resize_bilinear(x, shape[1], shape[2])
         while current != self._target_index:
             current += step
             shape = ops.shape(maps[current])
-            x = _crop_or_pad(next(convs)(x), shape[1], shape[2])
+            x = _pyramid.crop_or_pad(next(convs)(x), shape[1], shape[2])
         return x
 
     def call(self, inputs, training=None):
-        _, maps = _select_levels(inputs, self.levels, "inputs")
+        _, maps = _pyramid.select_levels(inputs, self.levels, "inputs")
         if self.mode == "msea":
             pooled = []
             for index, x in enumerate(maps):
@@ -481,7 +477,7 @@ class MultiScaleAggregation(keras.layers.Layer):
         return self.embedding_dense(self._pool(0, fused, training))
 
     def compute_output_shape(self, input_shape):
-        _, shapes = _select_levels(input_shape, self.levels, "inputs")
+        _, shapes = _pyramid.select_levels(input_shape, self.levels, "inputs")
         return (shapes[0][0], self.embedding_dim)
 
     def get_config(self):

@@ -4,7 +4,7 @@ import numbers
 import keras
 from keras import ops
 
-from keras_spk.layers import _framing
+from keras_spk.utils import _checks
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -107,9 +107,9 @@ class RawNetBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.filters = _framing.check_positive_int("filters", filters)
-        self.kernel_size = _framing.check_positive_int("kernel_size", kernel_size)
-        self.pool_size = _framing.check_positive_int("pool_size", pool_size)
+        self.filters = _checks.check_positive_int("filters", filters)
+        self.kernel_size = _checks.check_positive_int("kernel_size", kernel_size)
+        self.pool_size = _checks.check_positive_int("pool_size", pool_size)
         if (
             not isinstance(negative_slope, numbers.Real)
             or isinstance(negative_slope, bool)
@@ -133,7 +133,7 @@ class RawNetBlock(keras.layers.Layer):
             )
         self.batch_norm_momentum = float(batch_norm_momentum)
         self.batch_norm_epsilon = float(
-            _framing.check_positive_real("batch_norm_epsilon", batch_norm_epsilon)
+            _checks.check_positive_real("batch_norm_epsilon", batch_norm_epsilon)
         )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)

@@ -1,11 +1,10 @@
 import keras
-from keras import ops
 
-from keras_spk.layers import _framing
+from keras_spk.layers import _excitation
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
-class ResidualAttention(keras.layers.Layer):
+class ResidualAttention(_excitation.BottleneckGate):
     """Residual spatial-channel attention of the multi-metric SV network.
 
     The "SE block" of Xu et al. (2020): squeeze and excitation with 1x1
@@ -67,86 +66,5 @@ class ResidualAttention(keras.layers.Layer):
           section 3.2, eq. 6-7 (code: https://github.com/GreatJiweix/DamITiSV).
     """
 
-    def __init__(
-        self,
-        ratio=16,
-        bottleneck_units=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.ratio = _framing.check_positive_int("ratio", ratio)
-        if bottleneck_units is not None:
-            bottleneck_units = _framing.check_positive_int("bottleneck_units", bottleneck_units)
-        self.bottleneck_units = bottleneck_units
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.supports_masking = True
-
-    def build(self, input_shape):
-        if len(input_shape) < 3:
-            raise ValueError(
-                "`ResidualAttention` expects inputs of rank >= 3 "
-                f"(batch, time, ..., channels). Received: input_shape={input_shape}"
-            )
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(
-                "The channel axis (last) of the input must be known. "
-                f"Received: input_shape={input_shape}"
-            )
-        units = self.bottleneck_units or max(1, channels // self.ratio)
-        self.squeeze_kernel = self.add_weight(
-            name="squeeze_kernel",
-            shape=(channels, units),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-        )
-        self.excite_kernel = self.add_weight(
-            name="excite_kernel",
-            shape=(units, channels),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-        )
-        if self.use_bias:
-            self.squeeze_bias = self.add_weight(
-                name="squeeze_bias", shape=(units,), initializer=self.bias_initializer
-            )
-            self.excite_bias = self.add_weight(
-                name="excite_bias", shape=(channels,), initializer=self.bias_initializer
-            )
-
     def call(self, inputs):
-        hidden = ops.matmul(inputs, self.squeeze_kernel)
-        if self.use_bias:
-            hidden = hidden + self.squeeze_bias
-        attention = ops.matmul(ops.relu(hidden), self.excite_kernel)
-        if self.use_bias:
-            attention = attention + self.excite_bias
-        attention = ops.sigmoid(attention)
-        return inputs * attention + inputs
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "ratio": self.ratio,
-                "bottleneck_units": self.bottleneck_units,
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            }
-        )
-        return config
+        return inputs * self.gate(inputs) + inputs

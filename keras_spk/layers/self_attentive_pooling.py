@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _masking
+from keras_spk.utils import _checks
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -78,7 +79,7 @@ class SelfAttentivePooling(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.attention_units = _masking.check_positive_int(
+        self.attention_units = _checks.check_positive_int(
             "attention_units", attention_units, allow_none=True
         )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -88,20 +89,12 @@ class SelfAttentivePooling(keras.layers.Layer):
     def build(self, input_shape):
         features = _masking.check_frames_shape(self, input_shape)
         units = self.attention_units or features
-        self.kernel = self.add_weight(
-            name="kernel", shape=(features, units), initializer=self.kernel_initializer
-        )
-        self.bias = self.add_weight(name="bias", shape=(units,), initializer=self.bias_initializer)
-        self.context = self.add_weight(
-            name="context", shape=(units,), initializer=self.context_initializer
-        )
+        _masking.build_frame_attention(self, features, units)
 
     def call(self, inputs, mask=None, lengths=None):
         valid = _masking.valid_frames(inputs, mask, lengths)
         inputs = _masking.zero_invalid(inputs, valid)
-        hidden = ops.tanh(ops.matmul(inputs, self.kernel) + self.bias)
-        scores = ops.sum(hidden * self.context, axis=-1)  # [batch, time]
-        weights = _masking.masked_softmax_over_time(scores, valid)
+        weights = _masking.frame_attention(self, inputs, valid, ops.tanh)
         return ops.sum(inputs * ops.expand_dims(weights, -1), axis=1)
 
     def compute_mask(self, inputs, mask=None):

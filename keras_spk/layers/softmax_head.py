@@ -1,11 +1,10 @@
 import keras
-from keras import ops
 
 from keras_spk.layers import _heads
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
-class SoftmaxHead(_heads.ClassWeightHead):
+class SoftmaxHead(_heads.LinearHead):
     """Fully-connected output layer trained with softmax cross-entropy.
 
     Logits and loss (eq. 1 of Heo et al. 2019, averaged over the batch):
@@ -73,18 +72,8 @@ class SoftmaxHead(_heads.ClassWeightHead):
         self.use_bias = _heads.check_bool("use_bias", use_bias)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=(self.num_classes,), initializer=self.bias_initializer, name="bias"
-            )
-
     def head_outputs(self, embeddings, labels, training):
-        logits = ops.matmul(embeddings, self.float32_weight(self.kernel))
-        if self.use_bias:
-            logits = logits + self.float32_weight(self.bias)
+        logits = self.linear_logits(embeddings)
         if labels is None:
             return logits, None
         return logits, _heads.cross_entropy(logits, _heads.one_hot(labels, self.num_classes))

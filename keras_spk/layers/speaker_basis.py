@@ -2,12 +2,13 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _heads
+from keras_spk.utils import _checks
 
 BASIS_REDUCTIONS = ("mean", "sum")
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
-class SpeakerBasis(_heads.ClassWeightHead):
+class SpeakerBasis(_heads.LinearHead):
     """Output layer whose class weight vectors are speaker bases, with the basis losses.
 
     The columns `W_1 .. W_N` of the output layer's weight matrix are read as
@@ -138,19 +139,11 @@ class SpeakerBasis(_heads.ClassWeightHead):
                 f"({self.num_classes - 1}) when hard_weight > 0. Received: num_hard={num_hard!r}"
             )
         self.softmax_weight = _heads.check_real("softmax_weight", softmax_weight, minimum=0.0)
-        self.basis_reduction = _heads.check_choice(
+        self.basis_reduction = _checks.check_choice(
             "basis_reduction", basis_reduction, BASIS_REDUCTIONS
         )
         self.use_bias = _heads.check_bool("use_bias", use_bias)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=(self.num_classes,), initializer=self.bias_initializer, name="bias"
-            )
 
     def basis_loss(self):
         """`L_BC` (eq. 9) of the current bases, reduced by `basis_reduction`."""
@@ -163,7 +156,7 @@ class SpeakerBasis(_heads.ClassWeightHead):
 
     def hard_negative_loss(self, embeddings, labels):
         """`L_H` (eq. 10), averaged over the batch."""
-        cosine = _heads.cosine_logits(embeddings, self.float32_weight(self.kernel))
+        cosine = self.class_cosines(embeddings)
         targets = _heads.one_hot(labels, self.num_classes)
         positive = ops.sum(targets * cosine, axis=-1, keepdims=True)
         # Cosines are >= -1, so pushing the target down by 3 keeps it out of
@@ -172,9 +165,7 @@ class SpeakerBasis(_heads.ClassWeightHead):
         return ops.mean(ops.sum(ops.softplus(negatives - positive), axis=-1))
 
     def head_outputs(self, embeddings, labels, training):
-        logits = ops.matmul(embeddings, self.float32_weight(self.kernel))
-        if self.use_bias:
-            logits = logits + self.float32_weight(self.bias)
+        logits = self.linear_logits(embeddings)
         if labels is None:
             return logits, None
         loss = ops.zeros((), dtype="float32")

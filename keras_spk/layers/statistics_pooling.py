@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _masking
+from keras_spk.utils import _checks
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -61,7 +62,7 @@ class StatisticsPooling(keras.layers.Layer):
 
     def __init__(self, eps=1e-5, **kwargs):
         super().__init__(**kwargs)
-        self.eps = _masking.check_positive_float("eps", eps)
+        self.eps = float(_checks.check_positive_real("eps", eps))
 
     def build(self, input_shape):
         _masking.check_frames_shape(self, input_shape)
@@ -71,8 +72,7 @@ class StatisticsPooling(keras.layers.Layer):
         mean = _masking.masked_mean(inputs, valid)
         centred = inputs - ops.expand_dims(mean, 1)
         variance = _masking.masked_mean(ops.square(centred), valid)
-        std = ops.sqrt(ops.maximum(variance, self.eps))
-        return ops.concatenate([mean, std], axis=-1)
+        return _masking.concat_mean_std(mean, variance, self.eps)
 
     def compute_mask(self, inputs, mask=None):
         # The time axis is pooled away, so there is nothing left to mask.

@@ -1,4 +1,4 @@
-"""Label masks, pairwise distances and argument checks shared by the metric losses.
+"""Label masks, pairwise distances and embedding checks shared by the metric losses.
 
 Private module. Every loss in `keras_spk.losses` reads a batch of integer
 speaker labels `[batch]` and embeddings `[batch, dim]`; the helpers here turn
@@ -8,9 +8,6 @@ inside `model.fit`. Nothing here relies on the order of the rows: which rows
 belong together is read from the labels.
 """
 
-import math
-import numbers
-
 from keras import ops
 
 # Rows are compared to at most this many other rows through masked min/max;
@@ -19,33 +16,6 @@ BIG = 1e9
 _NORM_EPSILON = 1e-12
 
 DISTANCES = ("euclidean", "squared", "cosine")
-
-
-# --------------------------------------------------------------------------
-# Argument validation (Python side, runs in __init__ and in the functions).
-# --------------------------------------------------------------------------
-
-
-def is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_non_negative_real(name, value):
-    if not is_real(value) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative number. Received: {name}={value!r}")
-    return float(value)
-
-
-def check_finite_real(name, value):
-    if not is_real(value) or not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}")
-    return float(value)
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------

@@ -4,11 +4,12 @@ import keras
 from keras import ops
 
 from keras_spk.losses import _pairwise
+from keras_spk.utils import _checks
 
 
 def _check_alpha(alpha_degrees):
     if (
-        not _pairwise.is_real(alpha_degrees)
+        not _checks.is_real(alpha_degrees)
         or not math.isfinite(alpha_degrees)
         or not 0.0 < alpha_degrees < 90.0
     ):

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_spk.losses import _pairwise
+from keras_spk.utils import _checks
 
 VARIANTS = ("softmax", "sigmoid")
 # w is clamped here inside the scores: Wan et al. require w > 0.
@@ -9,7 +10,7 @@ _MIN_W = 1e-6
 
 
 def _check_variant(variant):
-    return _pairwise.check_choice("variant", variant, VARIANTS)
+    return _checks.check_choice("variant", variant, VARIANTS)
 
 
 def ge2e_similarity(labels, embeddings, w=10.0, b=-5.0):
@@ -106,7 +107,7 @@ def _loss_from_scores(labels, scores, variant):
 
 
 def _check_positive(name, value):
-    if not _pairwise.is_real(value) or not 0 < value < float("inf"):
+    if not _checks.is_real(value) or not 0 < value < float("inf"):
         raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
     return float(value)
 
@@ -168,7 +169,7 @@ class GE2ELoss(keras.losses.Loss):
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.w = _check_positive("w", w)
-        self.b = _pairwise.check_finite_real("b", b)
+        self.b = _checks.check_finite_real("b", b)
         self.variant = _check_variant(variant)
 
     def call(self, y_true, y_pred):
@@ -233,7 +234,7 @@ class GE2EHead(keras.layers.Layer):
     def __init__(self, init_w=10.0, init_b=-5.0, variant="softmax", **kwargs):
         super().__init__(**kwargs)
         self.init_w = _check_positive("init_w", init_w)
-        self.init_b = _pairwise.check_finite_real("init_b", init_b)
+        self.init_b = _checks.check_finite_real("init_b", init_b)
         self.variant = _check_variant(variant)
 
     def build(self, input_shape):

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_spk.losses import _pairwise
+from keras_spk.utils import _checks
 from keras_spk.losses.angular_loss import _check_alpha
 from keras_spk.losses.angular_loss import angular_loss
 from keras_spk.losses.npair_loss import npair_loss
@@ -29,7 +30,7 @@ def _check_weights(weights):
             f"Received: weights={weights!r}"
         )
     for key, value in weights.items():
-        if not _pairwise.is_real(value) or not math.isfinite(value) or value < 0:
+        if not _checks.is_real(value) or not math.isfinite(value) or value < 0:
             raise ValueError(
                 f"`weights[{key!r}]` must be a non-negative number. Received: weights={weights!r}"
             )
@@ -194,7 +195,7 @@ class MultiMetricLoss(keras.losses.Loss):
         self.margin = _check_triplet_args(margin, mining, distance)
         self.mining = mining
         self.distance = distance
-        self.l2_reg = _pairwise.check_non_negative_real("l2_reg", l2_reg)
+        self.l2_reg = _checks.check_non_negative_real("l2_reg", l2_reg)
         self.alpha_degrees = _check_alpha(alpha_degrees)
 
     def call(self, y_true, y_pred):

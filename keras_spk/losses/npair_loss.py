@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_spk.losses import _pairwise
+from keras_spk.utils import _checks
 
 
 def _occurrence_index(labels):
@@ -70,7 +71,7 @@ def npair_loss(labels, embeddings, l2_reg=0.002):
     Returns:
         float tensor `[batch]`, the loss of each anchor.
     """
-    l2_reg = _pairwise.check_non_negative_real("l2_reg", l2_reg)
+    l2_reg = _checks.check_non_negative_real("l2_reg", l2_reg)
     embeddings = _pairwise.check_embeddings(embeddings, "npair_loss")
     labels = _pairwise.flat_labels(labels)
     positive, negative, has_positive = npair_tuplets(labels)
@@ -133,7 +134,7 @@ class NPairLoss(keras.losses.Loss):
         self, l2_reg=0.002, reduction="sum_over_batch_size", name="npair_loss", dtype=None
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.l2_reg = _pairwise.check_non_negative_real("l2_reg", l2_reg)
+        self.l2_reg = _checks.check_non_negative_real("l2_reg", l2_reg)
 
     def call(self, y_true, y_pred):
         return npair_loss(y_true, y_pred, l2_reg=self.l2_reg)

@@ -2,14 +2,15 @@ import keras
 from keras import ops
 
 from keras_spk.losses import _pairwise
+from keras_spk.utils import _checks
 
 MININGS = ("batch_hard", "semi_hard")
 
 
 def _check_triplet_args(margin, mining, distance):
-    margin = _pairwise.check_non_negative_real("margin", margin)
-    _pairwise.check_choice("mining", mining, MININGS)
-    _pairwise.check_choice("distance", distance, _pairwise.DISTANCES)
+    margin = _checks.check_non_negative_real("margin", margin)
+    _checks.check_choice("mining", mining, MININGS)
+    _checks.check_choice("distance", distance, _pairwise.DISTANCES)
     return margin
 
 

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from keras_spk.layers.aam_softmax import AAMSoftmax
+from tests.layers.heads_helpers import LossProbe
+from tests.layers.heads_helpers import added_loss
+from tests.layers.heads_helpers import check_flat_labels_and_inference
+from tests.layers.heads_helpers import check_toy_problem_loss_decreases
 from tests.test_case import run_layer_test
+from tests.test_case import to_numpy
 
 RNG = np.random.default_rng(7)
 EMBEDDINGS = RNG.normal(size=(4, 3)).astype("float32")
@@ -14,10 +19,6 @@ KERNEL = RNG.normal(size=(3, 5)).astype("float32")
 # Sample 0 points almost opposite its class vector (theta_y near pi), so
 # theta_y + m > pi and the fallback branch is exercised.
 EMBEDDINGS[0] = -KERNEL[:, 0] + np.array([0.05, -0.03, 0.02], "float32")
-
-
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def reference(x, labels, kernel, s, m, easy_margin=False):
@@ -39,40 +40,6 @@ def reference(x, labels, kernel, s, m, easy_margin=False):
         z[y] = s * phi
         loss -= z[y] - np.log(np.exp(z).sum())
     return s * cos, loss / len(labels)
-
-
-def added_loss(layer):
-    return float(sum(to_numpy(v) for v in layer.losses))
-
-
-def toy_problem():
-    rng = np.random.default_rng(0)
-    means = np.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
-    x = np.concatenate([rng.normal(m, 0.4, size=(20, 2)) for m in means]).astype("float32")
-    return x, np.repeat(np.arange(3), 20).astype("int32")
-
-
-def fit_losses(head, epochs=10, learning_rate=0.05):
-    """Loss per epoch of `head` trained alone on the toy problem (seeded init)."""
-    keras.utils.set_random_seed(0)
-    x, y = toy_problem()
-    embeddings = keras.Input((2,))
-    labels = keras.Input((), dtype="int32")
-    model = keras.Model([embeddings, labels], head([embeddings, labels]))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=None)
-    return model.fit([x, y], epochs=epochs, batch_size=len(x), verbose=0).history["loss"]
-
-
-class LossProbe(keras.layers.Layer):
-    """Returns a head's output and the loss it added, for the cross-backend check."""
-
-    def __init__(self, head, **kwargs):
-        super().__init__(**kwargs)
-        self.head = head
-
-    def call(self, inputs, training=None):
-        output = self.head(inputs, training=training)
-        return {"output": output, "loss": keras.ops.sum(keras.ops.stack(self.head.losses))}
 
 
 def test_fixture_exercises_both_branches():
@@ -125,24 +92,12 @@ def test_gradient_is_finite_when_embedding_equals_class_vector():
 
 
 def test_labels_of_shape_batch_by_one_and_inference_without_labels():
-    layer = AAMSoftmax(5)
-    layer([EMBEDDINGS, LABELS])
-    layer.set_weights([KERNEL])
-    layer([EMBEDDINGS, LABELS])
-    flat = added_loss(layer)
-    layer([EMBEDDINGS, LABELS[:, None]])
-    np.testing.assert_allclose(added_loss(layer), flat, rtol=1e-6)
-    logits = to_numpy(layer(EMBEDDINGS))
-    assert layer.losses == []
-    np.testing.assert_allclose(
-        logits, reference(EMBEDDINGS, LABELS, KERNEL, 30.0, 0.2)[0], atol=1e-4
-    )
+    want = reference(EMBEDDINGS, LABELS, KERNEL, 30.0, 0.2)[0]
+    check_flat_labels_and_inference(AAMSoftmax(5), EMBEDDINGS, LABELS, [KERNEL], want, atol=1e-4)
 
 
 def test_toy_problem_loss_decreases():
-    losses = fit_losses(AAMSoftmax(3, scale=10.0, margin=0.2))
-    assert np.all(np.isfinite(losses))
-    assert losses[-1] < 0.9 * losses[0], losses
+    check_toy_problem_loss_decreases(AAMSoftmax(3, scale=10.0, margin=0.2))
 
 
 def test_run_layer_test():

@@ -1,18 +1,18 @@
-import keras
 import numpy as np
 import pytest
 
 from keras_spk.layers.am_softmax import AMSoftmax
+from tests.layers.heads_helpers import LossProbe
+from tests.layers.heads_helpers import added_loss
+from tests.layers.heads_helpers import check_flat_labels_and_inference
+from tests.layers.heads_helpers import check_toy_problem_loss_decreases
 from tests.test_case import run_layer_test
+from tests.test_case import to_numpy
 
 RNG = np.random.default_rng(7)
 EMBEDDINGS = RNG.normal(size=(4, 3)).astype("float32")
 LABELS = np.array([0, 2, 4, 2], dtype="int32")
 KERNEL = RNG.normal(size=(3, 5)).astype("float32")
-
-
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def reference(x, labels, kernel, s, m):
@@ -28,40 +28,6 @@ def reference(x, labels, kernel, s, m):
         others = sum(np.exp(s * cos[i, j]) for j in range(kernel.shape[1]) if j != y)
         loss -= np.log(target / (target + others))
     return s * cos, loss / len(labels)
-
-
-def added_loss(layer):
-    return float(sum(to_numpy(v) for v in layer.losses))
-
-
-def toy_problem():
-    rng = np.random.default_rng(0)
-    means = np.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
-    x = np.concatenate([rng.normal(m, 0.4, size=(20, 2)) for m in means]).astype("float32")
-    return x, np.repeat(np.arange(3), 20).astype("int32")
-
-
-def fit_losses(head, epochs=10, learning_rate=0.05):
-    """Loss per epoch of `head` trained alone on the toy problem (seeded init)."""
-    keras.utils.set_random_seed(0)
-    x, y = toy_problem()
-    embeddings = keras.Input((2,))
-    labels = keras.Input((), dtype="int32")
-    model = keras.Model([embeddings, labels], head([embeddings, labels]))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=None)
-    return model.fit([x, y], epochs=epochs, batch_size=len(x), verbose=0).history["loss"]
-
-
-class LossProbe(keras.layers.Layer):
-    """Returns a head's output and the loss it added, for the cross-backend check."""
-
-    def __init__(self, head, **kwargs):
-        super().__init__(**kwargs)
-        self.head = head
-
-    def call(self, inputs, training=None):
-        output = self.head(inputs, training=training)
-        return {"output": output, "loss": keras.ops.sum(keras.ops.stack(self.head.losses))}
 
 
 @pytest.mark.parametrize("scale,margin", [(30.0, 0.2), (5.0, 0.35), (10.0, 0.0)])
@@ -94,24 +60,12 @@ def test_margin_raises_the_loss_and_is_invariant_to_norms():
 
 
 def test_labels_of_shape_batch_by_one_and_inference_without_labels():
-    layer = AMSoftmax(5)
-    layer([EMBEDDINGS, LABELS])
-    layer.set_weights([KERNEL])
-    layer([EMBEDDINGS, LABELS])
-    flat = added_loss(layer)
-    layer([EMBEDDINGS, LABELS[:, None]])
-    np.testing.assert_allclose(added_loss(layer), flat, rtol=1e-6)
-    logits = to_numpy(layer(EMBEDDINGS))
-    assert layer.losses == []
-    np.testing.assert_allclose(
-        logits, reference(EMBEDDINGS, LABELS, KERNEL, 30.0, 0.2)[0], atol=1e-4
-    )
+    want = reference(EMBEDDINGS, LABELS, KERNEL, 30.0, 0.2)[0]
+    check_flat_labels_and_inference(AMSoftmax(5), EMBEDDINGS, LABELS, [KERNEL], want, atol=1e-4)
 
 
 def test_toy_problem_loss_decreases():
-    losses = fit_losses(AMSoftmax(3, scale=10.0, margin=0.2))
-    assert np.all(np.isfinite(losses))
-    assert losses[-1] < 0.9 * losses[0], losses
+    check_toy_problem_loss_decreases(AMSoftmax(3, scale=10.0, margin=0.2))
 
 
 def test_run_layer_test():

@@ -3,9 +3,16 @@ import numpy as np
 import pytest
 
 from keras_spk.layers.attentive_statistics_pooling import AttentiveStatisticsPooling
+from tests.layers.pooling_helpers import D
+from tests.layers.pooling_helpers import check_compute_mask_and_output_shape
+from tests.layers.pooling_helpers import check_keras_mask_from_masking_layer
+from tests.layers.pooling_helpers import check_lengths_ignore_padding_even_nan
+from tests.layers.pooling_helpers import check_mask_and_lengths_combine
+from tests.layers.pooling_helpers import check_toy_fit_reduces_loss
 from tests.test_case import run_layer_test
+from tests.test_case import to_numpy
 
-D, A = 3, 2
+A = 2
 ACTIVATIONS = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0.0)}
 
 
@@ -19,23 +26,6 @@ def reference_asp(frames, kernel, bias, context, activation="tanh", eps=1e-5):
     mean = weights @ frames
     var = weights @ (frames * frames) - mean * mean
     return np.concatenate([mean, np.sqrt(np.maximum(var, eps))])
-
-
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
-
-
-def pad(rows, fill):
-    lengths = np.array([len(r) for r in rows], "int32")
-    x = np.full((len(rows), lengths.max(), rows[0].shape[-1]), fill, "float32")
-    for i, row in enumerate(rows):
-        x[i, : len(row)] = row
-    return x, lengths
-
-
-def make_rows(seed, lengths=(7, 1, 4)):
-    rng = np.random.default_rng(seed)
-    return [rng.normal(size=(t, D)).astype("float32") for t in lengths]
 
 
 def seeded_layer(seed=0, activation="tanh"):
@@ -81,39 +71,23 @@ def test_matches_numpy_reference_and_shapes(time, activation):
 
 def test_lengths_ignore_padding_even_nan():
     layer, weights = seeded_layer(1)
-    rows = make_rows(0)
-    x, lengths = pad(rows, np.nan)
-    got = to_numpy(layer(x, lengths=lengths))
-    for i, row in enumerate(rows):
-        np.testing.assert_allclose(got[i], to_numpy(layer(row[None]))[0], rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(got[i], reference_asp(row, *weights), rtol=1e-5, atol=1e-5)
+    check_lengths_ignore_padding_even_nan(
+        layer, lambda row: reference_asp(row, *weights), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_explicit_mask_and_lengths_combine():
     layer, weights = seeded_layer(2)
-    rows = make_rows(1)
-    x, lengths = pad(rows, np.nan)
-    mask = np.arange(x.shape[1])[None] < lengths[:, None]
-    mask[0, 2] = False
-    cut = lengths.copy()
-    cut[2] = 2
-    got = to_numpy(layer(x, mask=mask, lengths=cut))
-    expected = [np.delete(rows[0], 2, axis=0), rows[1], rows[2][:2]]
-    for i, row in enumerate(expected):
-        np.testing.assert_allclose(got[i], reference_asp(row, *weights), rtol=1e-5, atol=1e-5)
+    check_mask_and_lengths_combine(
+        layer, lambda row: reference_asp(row, *weights), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_keras_mask_from_masking_layer_in_functional_model():
     layer, weights = seeded_layer(3)
-    rows = make_rows(2)
-    x, _ = pad(rows, 0.0)
-    inputs = keras.Input((None, D))
-    pooled = layer(keras.layers.Masking(0.0)(inputs))
-    # Pooling removes the time axis, so no mask may travel on.
-    assert getattr(pooled, "_keras_mask", None) is None
-    got = to_numpy(keras.Model(inputs, pooled)(x))
-    for i, row in enumerate(rows):
-        np.testing.assert_allclose(got[i], reference_asp(row, *weights), rtol=1e-5, atol=1e-5)
+    check_keras_mask_from_masking_layer(
+        layer, lambda row: reference_asp(row, *weights), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_row_without_valid_frames():
@@ -131,10 +105,7 @@ def test_trainable_parameter_count():
 
 
 def test_compute_mask_and_output_shape():
-    layer = AttentiveStatisticsPooling(attention_units=4)
-    assert layer.compute_mask(np.zeros((2, 5, D)), np.ones((2, 5), bool)) is None
-    assert layer.compute_output_shape((4, None, 16)) == (4, 32)
-    assert tuple(layer(keras.Input((None, 16))).shape) == (None, 32)
+    check_compute_mask_and_output_shape(AttentiveStatisticsPooling(attention_units=4), 32)
 
 
 @pytest.mark.parametrize(
@@ -162,25 +133,9 @@ def test_run_layer_test():
 
 
 def test_toy_fit_reduces_loss():
-    # Class = spread of feature 0 (std 0.3 or 2), same mean.
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(5)
-    labels = rng.integers(0, 2, 64)
-    rows = [
-        rng.normal(size=(t, D)) * np.array([0.3 + 1.7 * y, 1.0, 1.0])
-        for t, y in zip(rng.integers(4, 12, 64), labels)
-    ]
-    x, lengths = pad([r.astype("float32") for r in rows], 5.0)
-    frames, lens = keras.Input((None, D)), keras.Input((), dtype="int32")
-    outputs = keras.layers.Dense(1, activation="sigmoid")(
-        AttentiveStatisticsPooling(attention_units=8)(frames, lengths=lens)
+    check_toy_fit_reduces_loss(
+        lambda: AttentiveStatisticsPooling(attention_units=8), "spread", fill=5.0
     )
-    model = keras.Model([frames, lens], outputs)
-    model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
-    before = model.evaluate([x, lengths], labels, verbose=0)
-    history = model.fit([x, lengths], labels, epochs=30, batch_size=32, verbose=0)
-    assert np.all(np.isfinite(history.history["loss"]))
-    assert history.history["loss"][-1] < 0.5 * before
 
 
 def _case_plain():

@@ -3,17 +3,16 @@ import numpy as np
 import pytest
 
 from keras_spk.layers.center_loss import CenterLoss
+from tests.layers.heads_helpers import LossProbe
+from tests.layers.heads_helpers import toy_problem
 from tests.test_case import run_layer_test
+from tests.test_case import to_numpy
 
 # 4 embeddings of dimension 3, 5 classes: classes 1 and 3 are absent.
 RNG = np.random.default_rng(7)
 EMBEDDINGS = RNG.normal(size=(4, 3)).astype("float32")
 LABELS = np.array([0, 2, 4, 2], dtype="int32")
 CENTERS = RNG.normal(size=(5, 3)).astype("float32")
-
-
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def reference_loss(x, labels, centers, weight, reduction="sum"):
@@ -39,23 +38,6 @@ def built_layer(**kwargs):
     layer([EMBEDDINGS, LABELS])
     layer.set_weights([CENTERS])
     return layer
-
-
-class LossProbe(keras.layers.Layer):
-    """Returns a layer's output and the loss it added, for the cross-backend check."""
-
-    def __init__(self, layer, **kwargs):
-        super().__init__(**kwargs)
-        self.inner = layer
-
-    def call(self, inputs, training=None):
-        output = self.inner(inputs, training=training)
-        return {
-            "output": output,
-            "loss": keras.ops.sum(keras.ops.stack(self.inner.losses)),
-            # Read after the call: the centers as updated by it.
-            "centers": keras.ops.convert_to_tensor(self.inner.centers),
-        }
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
@@ -121,10 +103,7 @@ def test_fit_updates_centers_by_the_alpha_rule_every_step():
 
 
 def test_toy_problem_loss_decreases_and_gradient_reaches_embeddings():
-    rng = np.random.default_rng(0)
-    means = np.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
-    x = np.concatenate([rng.normal(m, 0.4, size=(20, 2)) for m in means]).astype("float32")
-    y = np.repeat(np.arange(3), 20).astype("int32")
+    x, y = toy_problem()
     keras.utils.set_random_seed(0)
     inputs = keras.Input((2,))
     labels = keras.Input((), dtype="int32")
@@ -180,13 +159,14 @@ def _backend_inputs():
 
 
 def _backend_case():
-    return LossProbe(CenterLoss(7, weight=0.5)), _backend_inputs(), {"training": False}
+    probe = LossProbe(CenterLoss(7, weight=0.5), state=("centers",))
+    return probe, _backend_inputs(), {"training": False}
 
 
 def _backend_case_training():
     # One alpha-rule update from the harness's seeded centers.
     layer = CenterLoss(7, alpha=0.5, weight=0.5, reduction="mean")
-    return LossProbe(layer), _backend_inputs(), {"training": True}
+    return LossProbe(layer, state=("centers",)), _backend_inputs(), {"training": True}
 
 
 BACKEND_CASES = {

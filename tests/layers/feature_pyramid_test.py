@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
+from keras_spk.layers import _pyramid
 from keras_spk.layers.feature_pyramid import FeaturePyramid
-from keras_spk.layers.feature_pyramid import _resize_bilinear
 from tests.test_case import run_layer_test
 
 RESNET34_CHANNELS = (32, 64, 128, 256)  # C2..C5 of the FPM paper, Table 1
@@ -220,7 +220,7 @@ def test_transposed_kernel_size_changes_only_the_upsampling_parameters():
 def test_bilinear_resize_matches_keras_image_resize_and_numpy():
     x = np.random.default_rng(1).normal(size=(2, 5, 4, 3)).astype("float32")
     for size in [(10, 8), (9, 8), (9, 7), (5, 4), (1, 2), (3, 2), (17, 5)]:
-        got = to_numpy(_resize_bilinear(x, *size))
+        got = to_numpy(_pyramid.resize_bilinear(x, *size))
         keras_resize = to_numpy(keras.ops.image.resize(x, size, interpolation="bilinear"))
         np.testing.assert_allclose(got, keras_resize, atol=1e-5)
         np.testing.assert_allclose(got, np_bilinear(x, *size), atol=1e-5)

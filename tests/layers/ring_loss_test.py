@@ -3,33 +3,19 @@ import numpy as np
 import pytest
 
 from keras_spk.layers.ring_loss import RingLoss
+from tests.layers.heads_helpers import LossProbe
 from tests.test_case import run_layer_test
+from tests.test_case import to_numpy
 
 RNG = np.random.default_rng(7)
 EMBEDDINGS = RNG.normal(size=(4, 3)).astype("float32") * 3.0
 LABELS = np.array([0, 2, 4, 2], dtype="int32")
 
 
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
-
-
 def reference_loss(x, radius, weight):
     """Zheng et al.: lambda / 2 * mean_i (||x_i|| - R)^2."""
     norms = [np.sqrt(np.sum(row.astype("float64") ** 2)) for row in x]
     return weight / 2 * np.mean([(n - radius) ** 2 for n in norms])
-
-
-class LossProbe(keras.layers.Layer):
-    """Returns a layer's output and the loss it added, for the cross-backend check."""
-
-    def __init__(self, layer, **kwargs):
-        super().__init__(**kwargs)
-        self.inner = layer
-
-    def call(self, inputs, training=None):
-        output = self.inner(inputs, training=training)
-        return {"output": output, "loss": keras.ops.sum(keras.ops.stack(self.inner.losses))}
 
 
 @pytest.mark.parametrize("radius,weight", [(1.0, 0.01), (4.0, 0.5), (0.0, 1.0)])

@@ -1,11 +1,15 @@
-import keras
 import numpy as np
 import pytest
 
 from keras_spk.layers.statistics_pooling import StatisticsPooling
+from tests.layers.pooling_helpers import D
+from tests.layers.pooling_helpers import check_compute_mask_and_output_shape
+from tests.layers.pooling_helpers import check_keras_mask_from_masking_layer
+from tests.layers.pooling_helpers import check_lengths_ignore_padding_even_nan
+from tests.layers.pooling_helpers import check_mask_and_lengths_combine
+from tests.layers.pooling_helpers import check_toy_fit_reduces_loss
 from tests.test_case import run_layer_test
-
-D = 3
+from tests.test_case import to_numpy
 
 
 def reference_stats(frames, eps=1e-5):
@@ -14,23 +18,6 @@ def reference_stats(frames, eps=1e-5):
     mean = frames.mean(axis=0)
     var = ((frames - mean) ** 2).mean(axis=0)
     return np.concatenate([mean, np.sqrt(np.maximum(var, eps))])
-
-
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
-
-
-def pad(rows, fill):
-    lengths = np.array([len(r) for r in rows], "int32")
-    x = np.full((len(rows), lengths.max(), rows[0].shape[-1]), fill, "float32")
-    for i, row in enumerate(rows):
-        x[i, : len(row)] = row
-    return x, lengths
-
-
-def make_rows(seed, lengths=(7, 1, 4)):
-    rng = np.random.default_rng(seed)
-    return [rng.normal(size=(t, D)).astype("float32") for t in lengths]
 
 
 def test_hand_computed_example():
@@ -57,38 +44,17 @@ def test_large_offset_has_no_cancellation():
 
 
 def test_lengths_ignore_padding_even_nan():
-    rows = make_rows(0)
-    x, lengths = pad(rows, np.nan)
-    got = to_numpy(StatisticsPooling()(x, lengths=lengths))
-    layer = StatisticsPooling()
-    for i, row in enumerate(rows):
-        np.testing.assert_allclose(got[i], to_numpy(layer(row[None]))[0], rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(got[i], reference_stats(row), rtol=1e-5, atol=1e-5)
+    check_lengths_ignore_padding_even_nan(
+        StatisticsPooling(), reference_stats, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_explicit_mask_and_lengths_combine():
-    rows = make_rows(1)
-    x, lengths = pad(rows, np.nan)
-    mask = np.arange(x.shape[1])[None] < lengths[:, None]
-    mask[0, 2] = False
-    cut = lengths.copy()
-    cut[2] = 2
-    got = to_numpy(StatisticsPooling()(x, mask=mask, lengths=cut))
-    expected = [np.delete(rows[0], 2, axis=0), rows[1], rows[2][:2]]
-    for i, row in enumerate(expected):
-        np.testing.assert_allclose(got[i], reference_stats(row), rtol=1e-5, atol=1e-5)
+    check_mask_and_lengths_combine(StatisticsPooling(), reference_stats, rtol=1e-5, atol=1e-5)
 
 
 def test_keras_mask_from_masking_layer_in_functional_model():
-    rows = make_rows(2)
-    x, _ = pad(rows, 0.0)
-    inputs = keras.Input((None, D))
-    pooled = StatisticsPooling()(keras.layers.Masking(0.0)(inputs))
-    # Pooling removes the time axis, so no mask may travel on.
-    assert getattr(pooled, "_keras_mask", None) is None
-    got = to_numpy(keras.Model(inputs, pooled)(x))
-    for i, row in enumerate(rows):
-        np.testing.assert_allclose(got[i], reference_stats(row), rtol=1e-5, atol=1e-5)
+    check_keras_mask_from_masking_layer(StatisticsPooling(), reference_stats, rtol=1e-5, atol=1e-5)
 
 
 def test_row_without_valid_frames():
@@ -98,10 +64,7 @@ def test_row_without_valid_frames():
 
 
 def test_compute_mask_and_output_shape():
-    layer = StatisticsPooling()
-    assert layer.compute_mask(np.zeros((2, 5, D)), np.ones((2, 5), bool)) is None
-    assert layer.compute_output_shape((4, None, 16)) == (4, 32)
-    assert tuple(layer(keras.Input((None, 16))).shape) == (None, 32)
+    check_compute_mask_and_output_shape(StatisticsPooling(), 32)
 
 
 @pytest.mark.parametrize("eps", [0.0, -1e-5, float("nan"), "1e-5", True, None])
@@ -123,26 +86,7 @@ def test_run_layer_test():
 
 
 def test_toy_fit_reduces_loss():
-    # Class = spread of feature 0 (std 0.3 or 2), same mean: only the std
-    # half of the output separates the classes.
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(5)
-    labels = rng.integers(0, 2, 64)
-    rows = [
-        rng.normal(size=(t, D)) * np.array([0.3 + 1.7 * y, 1.0, 1.0])
-        for t, y in zip(rng.integers(4, 12, 64), labels)
-    ]
-    x, lengths = pad([r.astype("float32") for r in rows], 0.0)
-    frames, lens = keras.Input((None, D)), keras.Input((), dtype="int32")
-    outputs = keras.layers.Dense(1, activation="sigmoid")(
-        StatisticsPooling()(frames, lengths=lens)
-    )
-    model = keras.Model([frames, lens], outputs)
-    model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
-    before = model.evaluate([x, lengths], labels, verbose=0)
-    history = model.fit([x, lengths], labels, epochs=30, batch_size=32, verbose=0)
-    assert np.all(np.isfinite(history.history["loss"]))
-    assert history.history["loss"][-1] < 0.5 * before
+    check_toy_fit_reduces_loss(StatisticsPooling, "spread", fill=0.0)
 
 
 def _case_plain():
