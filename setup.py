@@ -10,7 +10,8 @@ HERE = pathlib.Path(__file__).parent
 
 def _requirements():
     lines = (HERE / "requirements.txt").read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+    requirements = (ln.split("#", 1)[0].strip() for ln in lines)
+    return [r for r in requirements if r]
 
 
 def _version():
