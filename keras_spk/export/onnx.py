@@ -1,0 +1,149 @@
+"""Exporting a waveform -> embedding model to ONNX (PyTorch backend).
+
+Uses PyTorch's dynamo-based exporter (`torch.onnx.export(..., dynamo=True)`),
+which needs the `onnx` and `onnxscript` packages (`pip install
+keras_spk[onnx]`); the file runs with `onnxruntime` alone.
+"""
+
+import contextlib
+import os
+import tempfile
+
+import keras
+
+DEFAULT_OPSET = 18
+INPUT_NAME = "waveforms"
+OUTPUT_NAME = "embeddings"
+
+
+def _squeeze_dim_translation():
+    """ONNX translation of `aten.squeeze.dim` with PyTorch's semantics.
+
+    `torch.squeeze(x, dim)` is a no-op when `x.shape[dim] != 1`; Keras's
+    PyTorch `ops.take(x, indices, axis)` relies on that (`index_select(...)
+    .squeeze(axis)`). The exporter's default translation emits an ONNX
+    `Squeeze`, which fails at run time when that axis is dynamic and not 1
+    (e.g. gathering the frames of a variable-length waveform). This one
+    squeezes a static axis only if it is 1 and reshapes a dynamic axis to a
+    shape that drops it only if it is 1.
+    """
+    import numpy as np
+    import onnx
+    from onnxscript import opset18 as op
+
+    def squeeze_dim(self, dim: int):
+        rank = len(self.shape)
+        if rank == 0:
+            return op.Identity(self)
+        dim = dim % rank
+        size = self.shape[dim]
+        if isinstance(size, int):
+            return op.Squeeze(self, op.Constant(value_ints=[dim])) if size == 1 else op.Identity(self)
+        shape = op.Shape(self)
+        size = op.Shape(self, start=dim, end=dim + 1)
+        keep = op.Not(op.Equal(size, op.Constant(value_ints=[1])))
+        before = op.Constant(value=onnx.numpy_helper.from_array(np.ones(dim, dtype=bool)))
+        after = op.Constant(value=onnx.numpy_helper.from_array(np.ones(rank - dim - 1, dtype=bool)))
+        mask = op.Concat(before, keep, after, axis=0)
+        return op.Reshape(self, op.Compress(shape, mask, axis=0))
+
+    return squeeze_dim
+
+
+def export_onnx(embedder, path, *, opset=DEFAULT_OPSET, example_samples=16000, overwrite=False):
+    """Writes `embedder` as an ONNX model with dynamic batch and time axes.
+
+    The graph has one input, `waveforms` float32 `[batch, samples]`, and one
+    output, `embeddings` float32 `[batch, dim]`; both `batch` and `samples`
+    are symbolic, so any batch size and any length (of at least one frame of
+    the front-end) can be fed. All rows of a batch are embedded on the full
+    (common) length; embed padded batches one utterance at a time.
+
+    The model is traced with PyTorch's `torch.export` on an example batch of
+    2 rows of `example_samples` samples; shape-dependent Python branches in
+    the model are fixed at that trace. The file is written beside `path`
+    under a temporary name and renamed to `path` when complete.
+
+    Args:
+        embedder: Keras model mapping float32 waveforms `[batch, samples]` to
+            embeddings `[batch, dim]`, built under the PyTorch backend.
+        path: the `.onnx` file to write.
+        opset: ONNX opset version. Defaults to `18` (the opset PyTorch's
+            exporter is implemented with; others are converted to).
+        example_samples: int, length of the example input used for tracing.
+        overwrite: bool, replace an existing `path`.
+
+    Returns:
+        The absolute path written.
+
+    Raises:
+        RuntimeError: if the Keras backend is not PyTorch.
+        ImportError: if `onnx` / `onnxscript` are not installed.
+        FileExistsError: if `path` exists and `overwrite` is `False`.
+
+    Example:
+
+    >>> export_onnx(embedder, "exports/speaker.onnx")  # doctest: +SKIP
+    >>> session = onnxruntime.InferenceSession("exports/speaker.onnx")
+    >>> session.run(["embeddings"], {"waveforms": waveforms})  # doctest: +SKIP
+    """
+    backend = keras.backend.backend()
+    if backend != "torch":
+        raise RuntimeError(
+            f"export_onnx() needs the PyTorch backend; the current backend is {backend!r}. "
+            "Run it with KERAS_BACKEND=torch after loading the model or its weights "
+            "(weights saved with model.save_weights() load under any backend)."
+        )
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            "ONNX export needs the `onnx` and `onnxscript` packages: "
+            "pip install 'keras_spk[onnx]'"
+        ) from error
+    import torch
+
+    path = os.path.abspath(os.fspath(path))
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists. Pass overwrite=True to replace it.")
+
+    class _Embed(torch.nn.Module):
+        # Fixes training=False and names the graph input "waveforms".
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, waveforms):
+            return self.model(waveforms, training=False)
+
+    module = _Embed(embedder).eval()
+    example = torch.zeros((2, int(example_samples)), dtype=torch.float32)
+    dynamic_shapes = {
+        "waveforms": {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC},
+    }
+
+    directory, name = os.path.split(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".partial")
+    os.close(fd)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                module,
+                (example,),
+                tmp,
+                dynamo=True,
+                dynamic_shapes=dynamic_shapes,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=int(opset),
+                external_data=False,
+                verbose=False,
+                custom_translation_table={torch.ops.aten.squeeze.dim: _squeeze_dim_translation()},
+            )
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+    return path

@@ -1,0 +1,260 @@
+"""SavedModel export: signatures, numbers in a keras-free process, atomicity.
+
+The SavedModel is loaded and run in a subprocess where `keras` and
+`keras_spk` cannot be imported, as a serving process would. The TF-only tests
+are skipped under PyTorch and the cross-backend one under TensorFlow.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from keras_spk import export
+from keras_spk.layers import LogMelFilterbank
+from keras_spk.layers import PreEmphasis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILDER = "tests.export.savedmodel_test:build_small_embedder"
+LENGTHS = (16000, 23456)
+DIM = 16
+
+TF_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="export_saved_model runs under the TensorFlow backend only",
+)
+TORCH_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="checks the export of a model built under the PyTorch backend",
+)
+
+
+def build_small_embedder(num_mel_bins=24, dim=DIM, seed=7):
+    """PreEmphasis -> LogMelFilterbank -> Conv1D -> GAP -> Dense, seeded weights."""
+    waveforms = keras.Input((None,), name="waveforms")
+    x = PreEmphasis(0.97)(waveforms)
+    x = LogMelFilterbank(num_mel_bins=num_mel_bins)(x)
+    x = keras.layers.Conv1D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    embeddings = keras.layers.Dense(dim)(x)
+    model = keras.Model(waveforms, embeddings)
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0.0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def waveforms(length, batch=1, seed=0):
+    rng = np.random.default_rng(seed + length)
+    return rng.uniform(-0.5, 0.5, (batch, length)).astype("float32")
+
+
+def keras_embed(model, x):
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+# Runs in a process that cannot import keras or keras_spk: a `None` entry in
+# sys.modules makes `import` fail and `importlib.util.find_spec` return None,
+# i.e. the package looks uninstalled (TensorFlow probes for keras that way).
+SERVE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+
+    for blocked in ("keras_spk", "keras"):
+        sys.modules[blocked] = None
+        try:
+            __import__(blocked)
+        except ImportError:
+            pass
+        else:
+            raise SystemExit(f"{blocked} should not be importable here")
+
+    import tensorflow as tf
+
+    request = json.load(open(sys.argv[1]))
+    loaded = tf.saved_model.load(request["path"])
+    result = {"signatures": sorted(loaded.signatures)}
+    serve = loaded.signatures["serving_default"]
+    result["single"] = [
+        serve(waveforms=tf.constant(np.load(f), tf.float32))["embeddings"].numpy().tolist()
+        for f in request["single"]
+    ]
+    if "padded" in request:
+        padded = loaded.signatures["embed_padded"]
+        out = padded(
+            waveforms=tf.constant(np.load(request["padded"]), tf.float32),
+            lengths=tf.constant(request["lengths"], tf.int32),
+        )
+        result["padded"] = out["embeddings"].numpy().tolist()
+    json.dump(result, open(sys.argv[2], "w"))
+    """
+)
+
+
+def serve_in_clean_process(tmp_path, saved_model, singles, padded=None, lengths=None):
+    """Runs the signatures in a keras-free subprocess; returns its JSON answer."""
+    request = {"path": str(saved_model), "single": []}
+    for i, x in enumerate(singles):
+        request["single"].append(str(tmp_path / f"single{i}.npy"))
+        np.save(request["single"][-1], x)
+    if padded is not None:
+        request["padded"] = str(tmp_path / "padded.npy")
+        request["lengths"] = [int(n) for n in lengths]
+        np.save(request["padded"], padded)
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    (tmp_path / "serve.py").write_text(SERVE_SCRIPT)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-s", str(tmp_path / "serve.py"), str(tmp_path / "request.json"), str(tmp_path / "out.json")],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One small embedder exported once for the module (TensorFlow backend)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("export_saved_model runs under the TensorFlow backend only")
+    model = build_small_embedder()
+    path = tmp_path_factory.mktemp("serving") / "speaker" / "1"
+    written = export.export_saved_model(model, path)
+    return model, written
+
+
+@TF_ONLY
+def test_saved_model_matches_keras_without_keras(exported, tmp_path):
+    model, path = exported
+    singles = [waveforms(n) for n in LENGTHS]
+    a, b = waveforms(LENGTHS[0], seed=1)[0], waveforms(LENGTHS[1], seed=2)[0]
+    padded = np.zeros((2, max(LENGTHS)), "float32")
+    padded[0, : a.size] = a
+    padded[1, : b.size] = b
+
+    out = serve_in_clean_process(tmp_path, path, singles, padded, [a.size, b.size])
+
+    assert out["signatures"] == ["embed_padded", "serving_default"]
+    for x, got in zip(singles, out["single"]):
+        got = np.asarray(got)
+        assert got.shape == (1, DIM)
+        np.testing.assert_allclose(got, keras_embed(model, x), rtol=1e-4, atol=1e-4)
+    # Each padded row equals its unpadded embedding, not that of the padded row.
+    expected = np.concatenate([keras_embed(model, a[None]), keras_embed(model, b[None])])
+    np.testing.assert_allclose(np.asarray(out["padded"]), expected, rtol=1e-4, atol=1e-4)
+    assert np.abs(keras_embed(model, padded[:1]) - expected[:1]).max() > 1e-3
+
+
+@TF_ONLY
+def test_saved_model_cli_lists_both_signatures(exported):
+    _, path = exported
+    result = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", path, "--all"],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    text = result.stdout
+    blocks = {}
+    for block in text.split("signature_def['")[1:]:
+        blocks[block.split("'")[0]] = block
+    assert {"serving_default", "embed_padded"} <= set(blocks)
+
+    def tensor(block, kind, name):
+        part = block.split(f"The given SavedModel SignatureDef contains the following {kind}")[1]
+        entry = part.split(f"['{name}'] tensor_info:")[1]
+        return entry.split("dtype: ")[1].split()[0], entry.split("shape: ")[1].split("\n")[0].strip()
+
+    assert tensor(blocks["serving_default"], "input", "waveforms") == ("DT_FLOAT", "(-1, -1)")
+    assert tensor(blocks["serving_default"], "output", "embeddings") == ("DT_FLOAT", f"(-1, {DIM})")
+    assert tensor(blocks["embed_padded"], "input", "waveforms") == ("DT_FLOAT", "(-1, -1)")
+    assert tensor(blocks["embed_padded"], "input", "lengths") == ("DT_INT32", "(-1)")
+    assert tensor(blocks["embed_padded"], "output", "embeddings") == ("DT_FLOAT", f"(-1, {DIM})")
+
+
+@TF_ONLY
+def test_existing_version_is_not_overwritten(exported):
+    model, path = exported
+    with pytest.raises(FileExistsError, match="new version"):
+        export.export_saved_model(model, path)
+
+
+class BrokenModel(keras.Model):
+    def call(self, inputs):
+        raise RuntimeError("broken model")
+
+
+@TF_ONLY
+def test_failed_export_leaves_no_folder(tmp_path):
+    target = tmp_path / "speaker" / "1"
+    with pytest.raises(Exception, match="broken model"):
+        export.export_saved_model(BrokenModel(name="broken"), target)
+    assert not target.exists()
+    assert not target.parent.exists() or os.listdir(target.parent) == []
+
+
+@TF_ONLY
+def test_failed_write_leaves_no_folder(tmp_path, monkeypatch):
+    # A failure while files are being written (e.g. a full disk).
+    def write_out(self, filepath, **kwargs):
+        os.makedirs(os.path.join(filepath, "variables"))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", write_out)
+    target = tmp_path / "speaker" / "1"
+    with pytest.raises(OSError, match="disk full"):
+        export.export_saved_model(build_small_embedder(), target)
+    assert not target.exists()
+    assert os.listdir(target.parent) == []
+
+
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="tests the error on other backends")
+def test_other_backend_raises_with_the_fix(tmp_path):
+    with pytest.raises(RuntimeError, match="export_from_weights"):
+        export.export_saved_model(build_small_embedder(), tmp_path / "1")
+    assert not (tmp_path / "1").exists()
+
+
+def test_builder_must_be_importable():
+    with pytest.raises(ValueError, match="module:function"):
+        export.export_from_weights("no_colon", "w.weights.h5", "out")
+    with pytest.raises(ValueError, match="importable"):
+        export.export_from_weights(lambda: None, "w.weights.h5", "out")
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    missing = tmp_path / "missing.weights.h5"
+    with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
+        export.export_from_weights(BUILDER, missing, tmp_path / "1")
+
+
+@TORCH_ONLY
+def test_torch_trained_model_exports_under_tensorflow(tmp_path):
+    model = build_small_embedder(seed=11)
+    weights = tmp_path / "embedder.weights.h5"
+    model.save_weights(weights)
+    target = tmp_path / "speaker" / "3"
+
+    written = export.export_from_weights(
+        build_small_embedder, weights, target, builder_kwargs={"seed": 0}, timeout=300
+    )
+
+    assert written == str(target)
+    singles = [waveforms(n) for n in LENGTHS]
+    out = serve_in_clean_process(tmp_path, written, singles)
+    for x, got in zip(singles, out["single"]):
+        np.testing.assert_allclose(np.asarray(got), keras_embed(model, x), rtol=1e-4, atol=1e-4)
