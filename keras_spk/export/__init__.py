@@ -6,7 +6,7 @@
   `export_from_model_file(model_path, path)`: the same from any backend
   (e.g. a PyTorch-trained model), re-built under TensorFlow in a subprocess.
 - `export_onnx(embedder, path)`: ONNX with dynamic batch and time axes
-  (PyTorch backend; needs `pip install keras_spk[onnx]`).
+  (PyTorch backend; needs the `onnx` and `onnxscript` packages).
 
 This is the one library module (besides the tf.data pipeline) that imports
 TensorFlow or PyTorch, and only inside the export functions.

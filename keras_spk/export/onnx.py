@@ -1,8 +1,8 @@
 """Exporting a waveform -> embedding model to ONNX (PyTorch backend).
 
 Uses PyTorch's dynamo-based exporter (`torch.onnx.export(..., dynamo=True)`),
-which needs the `onnx` and `onnxscript` packages (`pip install
-keras_spk[onnx]`); the file runs with `onnxruntime` alone.
+which needs the `onnx` and `onnxscript` packages (not installed with
+keras_spk: see `export_onnx`); the file runs with `onnxruntime` alone.
 """
 
 import contextlib
@@ -94,19 +94,21 @@ def export_onnx(embedder, path, *, opset=DEFAULT_OPSET, example_samples=16000, o
             "Run it with KERAS_BACKEND=torch after loading the model or its weights "
             "(weights saved with model.save_weights() load under any backend)."
         )
+    path = os.path.abspath(os.fspath(path))
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists. Pass overwrite=True to replace it.")
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as error:
+        # torch 2.13's exporter needs onnxscript >= 0.6, whose dependencies ask for a
+        # newer ml_dtypes than TensorFlow 2.17 declares, so pip cannot resolve them together.
         raise ImportError(
-            "ONNX export needs the `onnx` and `onnxscript` packages: "
-            "pip install 'keras_spk[onnx]'"
+            "ONNX export needs the `onnx` and `onnxscript` packages (tested: onnx 1.19.1, "
+            "onnxscript 0.6.2, onnx-ir 0.1.16, ml_dtypes 0.5.4, installed with --no-deps "
+            "next to TensorFlow 2.17)."
         ) from error
     import torch
-
-    path = os.path.abspath(os.fspath(path))
-    if os.path.lexists(path) and not overwrite:
-        raise FileExistsError(f"{path} already exists. Pass overwrite=True to replace it.")
 
     class _Embed(torch.nn.Module):
         # Fixes training=False and names the graph input "waveforms".
