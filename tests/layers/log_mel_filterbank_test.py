@@ -7,6 +7,9 @@ import pytest
 from keras_spk.layers import LogMelFilterbank
 from keras_spk.layers import mel_filterbank_matrix
 from keras_spk.layers import _framing
+from tests.layers.frontend_helpers import make_waveform
+from tests.layers.frontend_helpers import reference_sliding_mean
+from tests.test_case import to_numpy
 
 # ---------------------------------------------------------------------------
 # Plain numpy reference, written independently of the layer: explicit loops
@@ -31,25 +34,6 @@ def reference_mel_matrix(num_mel_bins, num_bins, sample_rate, low, high):
             elif center < m_k < right:
                 matrix[k, m] = (right - m_k) / (right - center)
     return matrix
-
-
-def reference_sliding_mean(features, window):
-    """Kaldi apply-cmvn-sliding --center=true, written as in Kaldi's loop."""
-    num_frames = features.shape[0]
-    out = np.empty_like(features)
-    for t in range(num_frames):
-        start = t - window // 2
-        end = start + window
-        if start < 0:
-            end -= start
-            start = 0
-        if end > num_frames:
-            start -= end - num_frames
-            end = num_frames
-            if start < 0:
-                start = 0
-        out[t] = features[t] - features[start:end].mean(axis=0)
-    return out
 
 
 def reference_log_mel(
@@ -80,17 +64,6 @@ def reference_log_mel(
             feats = reference_sliding_mean(feats, window)
         out.append(feats)
     return np.stack(out)
-
-
-def make_waveform(batch, samples, seed=0):
-    rng = np.random.RandomState(seed)
-    t = np.arange(samples) / 16000.0
-    tone = 0.5 * np.sin(2 * np.pi * 440.0 * t + rng.uniform(0, 6, size=(batch, 1)))
-    return (tone + 0.1 * rng.normal(size=(batch, samples))).astype("float32")
-
-
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 # ---------------------------------------------------------------------------
