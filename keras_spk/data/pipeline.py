@@ -110,16 +110,16 @@ def crop_batch(contents, paths, seed, crop_samples, sample_rate=16000):
 
 
 def _read_and_crop(
-    dataset, crop_samples, batch_size, sample_rate, seed, drop_remainder, num_parallel_calls
+    dataset, crop_samples, batch_size, sample_rate, seeds, drop_remainder, num_parallel_calls
 ):
-    """(path, label) elements -> batches of (crops, labels)."""
+    """(path, label) elements -> batches of (crops, labels); `seeds`: one int64 [2] per batch."""
     dataset = dataset.map(
         lambda path, label: (tf.io.read_file(path), path, label),
         num_parallel_calls=num_parallel_calls,
         deterministic=True,
     )
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    dataset = tf.data.Dataset.zip((dataset, _seeds(seed)))
+    dataset = tf.data.Dataset.zip((dataset, seeds))
     dataset = dataset.map(
         lambda batch, s: (crop_batch(batch[0], batch[1], s, crop_samples, sample_rate), batch[2]),
         num_parallel_calls=num_parallel_calls,
@@ -133,6 +133,54 @@ def _seeds(seed):
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
 
+# The largest epoch number of an endless epoch stream (`start_epoch`).
+_LAST_EPOCH = 2**31 - 1
+
+
+def _epoch_seed(seed, epoch):
+    return tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+
+
+def _epoch_stream(paths, labels, batch_size, seed, shuffle, start_epoch):
+    """Endless (path, label) elements, epoch after epoch from `start_epoch`.
+
+    Epoch `e` holds `len(paths) // batch_size` full batches in an order that
+    depends only on `(seed, e)`; the crop seed of its `j`-th batch depends
+    only on `(seed, e, j)`. So a run resumed at epoch `e` sees exactly the
+    data it would have seen without the interruption.
+    """
+    n = len(paths)
+    steps = n // batch_size
+    if steps == 0:
+        raise ValueError(
+            f"`start_epoch` needs at least one full batch per epoch: {n} file(s) for "
+            f"batch_size={batch_size}. Use a smaller batch size."
+        )
+    paths_t = tf.constant(paths)
+    labels_t = tf.constant(labels, tf.int64)
+
+    def epoch_order(epoch):
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, _epoch_seed(seed, epoch))
+        return tf.data.Dataset.from_tensor_slices(order[: steps * batch_size])
+
+    epochs = tf.data.Dataset.range(start_epoch, _LAST_EPOCH)
+    elements = epochs.flat_map(epoch_order).map(
+        lambda i: (tf.gather(paths_t, i), tf.gather(labels_t, i))
+    )
+
+    def batch_seed(step):
+        epoch, j = step // steps, step % steps
+        return tf.random.stateless_uniform(
+            [2], _epoch_seed(seed, epoch) + tf.stack([tf.constant(0, tf.int64), j + 1]),
+            minval=None, maxval=None, dtype=tf.int64,
+        )
+
+    seeds = tf.data.Dataset.range(start_epoch * steps, _LAST_EPOCH).map(batch_seed)
+    return elements, seeds, steps
+
+
 def training_dataset(
     paths,
     labels,
@@ -143,8 +191,18 @@ def training_dataset(
     shuffle=True,
     drop_remainder=True,
     num_parallel_calls=AUTOTUNE,
+    start_epoch=None,
 ):
     """Random fixed-length crops with their speaker labels, batched.
+
+    By default the dataset is one pass (epoch) over the files, reshuffled and
+    re-cropped on every iteration: give it to `model.fit` as is. With
+    `start_epoch=e` it is instead an endless stream of epochs `e, e + 1, ...`
+    in which each epoch's order and crops depend only on `(seed, epoch)`;
+    give it to `model.fit(..., initial_epoch=e,
+    steps_per_epoch=len(paths) // batch_size)`. A training run resumed from
+    a checkpoint at epoch `e` then sees exactly the batches an uninterrupted
+    run would have seen.
 
     Args:
         paths: list of audio file paths.
@@ -156,17 +214,33 @@ def training_dataset(
         shuffle: shuffle the whole list every epoch.
         drop_remainder: drop the last incomplete batch.
         num_parallel_calls: decode parallelism.
+        start_epoch: `None` (one pass per iteration), or an int >= 0: the
+            first epoch of an endless, resumable stream of epochs (each of
+            `len(paths) // batch_size` full batches; `drop_remainder` must
+            be true).
 
     Returns:
         A `tf.data.Dataset` of `(waveforms [batch, crop_samples] float32,
-        labels [batch] int64)`, one pass over the data per iteration.
+        labels [batch] int64)`.
     """
     paths, labels = _check_lists(paths, labels)
-    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
-    if shuffle:
-        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if start_epoch is not None:
+        if not isinstance(start_epoch, int) or isinstance(start_epoch, bool) or start_epoch < 0:
+            raise ValueError(
+                f"`start_epoch` must be None or an int >= 0. Received: start_epoch={start_epoch!r}"
+            )
+        if not drop_remainder:
+            raise ValueError(
+                "`start_epoch` streams whole epochs of full batches; it needs drop_remainder=True."
+            )
+        dataset, seeds, _ = _epoch_stream(paths, labels, batch_size, seed, shuffle, start_epoch)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+        if shuffle:
+            dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        seeds = _seeds(seed)
     return _read_and_crop(
-        dataset, crop_samples, batch_size, sample_rate, seed, drop_remainder, num_parallel_calls
+        dataset, crop_samples, batch_size, sample_rate, seeds, drop_remainder, num_parallel_calls
     )
 
 
@@ -209,7 +283,8 @@ def pk_dataset(
     label_table = tf.constant(labels)
     dataset = indices.map(lambda i: (tf.gather(path_table, i), tf.gather(label_table, i)))
     return _read_and_crop(
-        dataset, crop_samples, sampler.batch_size, sample_rate, seed + 1, True, num_parallel_calls
+        dataset, crop_samples, sampler.batch_size, sample_rate, _seeds(seed + 1), True,
+        num_parallel_calls,
     )
 
 

@@ -150,6 +150,40 @@ def test_training_dataset_batches_determinism_and_epochs(corpus):
     assert {decode_crop(c) for c in a1} != {decode_crop(c) for c in a2}
 
 
+def test_training_dataset_epoch_stream_resumes_exactly(corpus):
+    # 12 files, batch 5: every epoch is 2 full batches (10 distinct files).
+    def stream(start, seed=3):
+        return training_dataset(
+            corpus, SPEAKER_OF_FILE, CROP, batch_size=5, seed=seed, start_epoch=start
+        )
+
+    from_zero = list(stream(0).take(6))  # epochs 0, 1, 2
+    for e in range(3):
+        waves = [from_zero[2 * e][0].numpy(), from_zero[2 * e + 1][0].numpy()]
+        labels = [from_zero[2 * e][1].numpy(), from_zero[2 * e + 1][1].numpy()]
+        seen = check_training_epoch(waves, labels, 5)
+        assert len(set(seen)) == 10  # no file twice within an epoch
+    epochs = [np.concatenate([from_zero[2 * e][0], from_zero[2 * e + 1][0]]) for e in range(3)]
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert not np.array_equal(epochs[1], epochs[2])
+    # Resumed at epoch 2: the same batches, order and crops, as epoch 2 of the full stream.
+    resumed = list(stream(2).take(2))
+    for got, want in zip(resumed, from_zero[4:6]):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    other_seed = np.concatenate([w for w, _ in stream(2, seed=4).take(2)])
+    assert not np.array_equal(other_seed, epochs[2])
+
+
+def test_training_dataset_epoch_stream_bad_arguments(corpus):
+    with pytest.raises(ValueError, match="start_epoch"):
+        training_dataset(corpus, SPEAKER_OF_FILE, CROP, batch_size=5, start_epoch=-1)
+    with pytest.raises(ValueError, match="drop_remainder=True"):
+        training_dataset(corpus, SPEAKER_OF_FILE, CROP, 5, drop_remainder=False, start_epoch=0)
+    with pytest.raises(ValueError, match="at least one full batch"):
+        training_dataset(corpus, SPEAKER_OF_FILE, CROP, batch_size=13, start_epoch=0)
+
+
 def test_training_dataset_remainder_and_no_shuffle(corpus):
     kept = training_dataset(corpus, SPEAKER_OF_FILE, CROP, batch_size=5, seed=0)
     assert [w.shape[0] for w, _ in kept] == [5, 5]
