@@ -1,8 +1,8 @@
 """Scores a trial list from an embedding file with one or more back-ends.
 
 Prints EER, minDCF(0.01) and minDCF(0.05) per back-end; with --output also
-writes them as results.json and results.csv, the score of every trial
-(scores_<backend>.txt), with --plot a DET curve (det.png), and with
+writes them as table.txt, results.json and results.csv, the score of every
+trial (scores_<backend>.txt), with --plot a DET curve (det.png), and with
 --save-backends the fitted back-ends (backend_<name>.npz, see
 keras_spk.scoring.persistence).
 
@@ -11,10 +11,12 @@ keras_spk.scoring.persistence).
                           [--train-embeddings TRAIN.npz [--train-speakers stored|from-names]]
                           [--output DIR] [--plot] [--save-backends]
 
-Back-ends (BACKENDS): cosine (nothing to learn); cosine_centered, lda,
-plda, lda_plda (trained on speaker-labelled embeddings); bvector, rbvector,
-concat_mul (pair features + a classifier, --pair-classifier logistic|dnn,
-trained on --n-pairs pairs sampled from the training speakers).
+Back-ends (the registry keras_spk.scoring.backends.BACKENDS, shared with the
+recipes): cosine (nothing to learn); cosine_centered, lda, dcae, plda,
+lda_plda (trained on speaker-labelled embeddings; dcae is a discriminative
+auto-encoder, needs Keras); bvector, rbvector, concat_mul (pair features + a
+classifier, --pair-classifier logistic|dnn, trained on --n-pairs pairs
+sampled from the training speakers).
 
 Embedding files are written by `keras_spk.scoring.embeddings.save_embeddings`
 (e.g. by tools/extract.py); every name in the trial list must be in
@@ -24,133 +26,19 @@ VoxCeleb-style names `speaker/...`).
 """
 
 import argparse
-import csv
 import os
 import sys
 import time
 
 import numpy as np
 
-# === Back-end registry ===
-#
-# A back-end is built by a factory from the parsed arguments and trained in
-# one of three ways ("learns"):
-#   "nothing":  nothing to learn (fit only records the embedding size);
-#   "speakers": fit(train embeddings, train speakers), then scores
-#               embeddings (a scorer, or a Pipeline ending in one);
-#   "pairs":    a Pipeline (pair features -> classifier) fitted on trial
-#               rows [enroll | test] sampled from the training speakers;
-#               decision_function of a trial row is its score.
-
-
-def _cosine(args):
-    from keras_spk.scoring.cosine import CosineScorer
-
-    return CosineScorer(center=False)
-
-
-def _cosine_centered(args):
-    from keras_spk.scoring.cosine import CosineScorer
-
-    return CosineScorer(center=True)
-
-
-def _lda(args):
-    from sklearn.pipeline import Pipeline
-
-    from keras_spk.scoring.cosine import CosineScorer
-    from keras_spk.scoring.lda import LDA
-
-    return Pipeline([("lda", LDA(n_components=args.lda_dim)), ("cosine", CosineScorer(center=False))])
-
-
-def _plda(args):
-    from keras_spk.scoring.plda import PLDA
-
-    return PLDA()
-
-
-def _lda_plda(args):
-    from sklearn.pipeline import Pipeline
-
-    from keras_spk.scoring.lda import LDA
-    from keras_spk.scoring.plda import PLDA
-
-    return Pipeline([("lda", LDA(n_components=args.lda_dim)), ("plda", PLDA())])
-
-
-def _pair_classifier(args):
-    if args.pair_classifier == "dnn":
-        from keras_spk.scoring.dnn import DNNPairClassifier
-
-        return DNNPairClassifier(seed=args.seed)
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(max_iter=1000)
-
-
-def _pair_backend(transformer_name):
-    def factory(args):
-        from sklearn.pipeline import Pipeline
-
-        from keras_spk.scoring import pairs
-
-        transformer = getattr(pairs, transformer_name)()
-        return Pipeline([(transformer_name.lower(), transformer), ("classifier", _pair_classifier(args))])
-
-    return factory
-
-
-# name -> (factory, how it learns)
-BACKENDS = {
-    "cosine": (_cosine, "nothing"),
-    "cosine_centered": (_cosine_centered, "speakers"),
-    "lda": (_lda, "speakers"),
-    "plda": (_plda, "speakers"),
-    "lda_plda": (_lda_plda, "speakers"),
-    "bvector": (_pair_backend("BVector"), "pairs"),
-    "rbvector": (_pair_backend("RBVector"), "pairs"),
-    "concat_mul": (_pair_backend("ConcatMul"), "pairs"),
-}
-
-
-def check_backend_name(name):
-    if name not in BACKENDS:
-        raise ValueError(f"Unknown back-end {name!r}. Valid back-ends: {', '.join(sorted(BACKENDS))}.")
-    return name
-
-
-def fit_backend(name, args, X_eval, training):
-    """The back-end `name`, built and fitted; `training` is (names, X, speakers) or None."""
-    factory, learns = BACKENDS[check_backend_name(name)]
-    backend = factory(args)
-    if learns == "nothing":
-        return backend.fit(X_eval)
-    _, X, speakers = training
-    if learns == "speakers":
-        return backend.fit(X, speakers)
-    from keras_spk.scoring.pairs import sample_pairs
-    from keras_spk.scoring.pairs import stack_pairs
-
-    a, b, same = sample_pairs(speakers, n_pairs=args.n_pairs, seed=args.seed)
-    fit_params = {}
-    if name == "rbvector":  # representatives from every training embedding, not only the paired ones
-        fit_params[f"{backend.steps[0][0]}__embeddings"] = X
-    return backend.fit(stack_pairs(X[a], X[b]), same, **fit_params)
-
-
-def score_trials(name, backend, X, enroll, test):
-    """Scores of the trials (rows `enroll[k]` vs `test[k]` of `X`)."""
-    if BACKENDS[name][1] == "pairs":
-        from keras_spk.scoring.pairs import stack_pairs
-
-        scores = backend.decision_function(stack_pairs(X[enroll], X[test]))
-    else:
-        from keras_spk.scoring.plda import score_pairs
-
-        # Index form: each embedding goes through the back-end's front-end once.
-        scores = score_pairs(backend, X, X, index=(enroll, test))
-    return np.asarray(scores, dtype=np.float64)
+from keras_spk.scoring.backends import BACKENDS
+from keras_spk.scoring.backends import TIMING_KEYS
+from keras_spk.scoring.backends import check_backend_name
+from keras_spk.scoring.backends import evaluate_backends
+from keras_spk.scoring.backends import format_table
+from keras_spk.scoring.backends import score_trials  # noqa: F401 (part of this tool's API)
+from keras_spk.scoring.backends import write_results
 
 
 # === Inputs ===
@@ -242,7 +130,10 @@ def parse_args(argv):
     parser.add_argument(
         "--n-pairs", type=int, default=20000, help="training pairs sampled for pair back-ends"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of pair sampling and the DNN")
+    parser.add_argument(
+        "--dcae-dim", type=int, help="code (enhanced embedding) size of dcae (default: 128)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of pair sampling, the DNN and the DCAE")
     parser.add_argument("--output", help="folder for results.json, results.csv, scores and plots")
     parser.add_argument("--plot", action="store_true", help="write a DET plot (det.png) into --output")
     parser.add_argument(
@@ -258,7 +149,7 @@ def check_args(args):
         check_backend_name(name)
     if len(set(args.backend)) != len(args.backend):
         raise ValueError(f"--backend lists a back-end twice: {args.backend}.")
-    learning = [name for name in args.backend if BACKENDS[name][1] != "nothing"]
+    learning = [name for name in args.backend if BACKENDS[name].learns != "nothing"]
     if learning and not args.train_embeddings:
         raise ValueError(
             f"Back-end(s) {', '.join(learning)} learn from data: give --train-embeddings TRAIN.npz "
@@ -269,27 +160,19 @@ def check_args(args):
         raise ValueError(f"{option} writes into the output folder: give --output DIR as well.")
 
 
-def format_table(rows):
-    header = f"{'back-end':16s} {'EER %':>7s} {'minDCF0.01':>11s} {'minDCF0.05':>11s}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{r['backend']:16s} {100 * r['eer']:7.2f} {r['min_dcf_0.01']:11.4f} {r['min_dcf_0.05']:11.4f}"
-        )
-    return "\n".join(lines)
+def backend_settings(args):
+    """The keras_spk.scoring.backends settings given on the command line."""
+    return {
+        "lda_dim": args.lda_dim,
+        "pair_classifier": args.pair_classifier,
+        "n_pairs": args.n_pairs,
+        "dcae_dim": args.dcae_dim,
+    }
 
 
-def write_outputs(output, args, rows, trials, all_scores):
+def write_scores(output, trials, all_scores):
     from keras_spk.utils.files import atomic_open
-    from keras_spk.utils.files import atomic_write_json
 
-    os.makedirs(output, exist_ok=True)
-    atomic_write_json(os.path.join(output, "results.json"), {"arguments": vars(args), "results": rows})
-    with atomic_open(os.path.join(output, "results.csv"), "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["backend", "eer", "min_dcf_0.01", "min_dcf_0.05", "n_trials"])
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: r[k] for k in writer.fieldnames})
     for name, scores in all_scores.items():
         with atomic_open(os.path.join(output, f"scores_{name}.txt"), "w", encoding="utf-8") as f:
             for e, t, label, s in zip(trials.enroll, trials.test, trials.labels, scores):
@@ -300,7 +183,6 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     check_args(args)
 
-    from keras_spk import metrics
     from keras_spk.data.trials import read_trials
     from keras_spk.scoring.embeddings import load_embeddings
 
@@ -310,42 +192,48 @@ def main(argv=None):
         args.trials, os.path.dirname(os.path.abspath(args.trials)), args.trials_format, check_files=False
     )
     enroll, test = trial_indices(trials, args.trials, names, args.embeddings)
-    training = None
-    if any(BACKENDS[name][1] != "nothing" for name in args.backend):
-        training = load_training_set(args)
-        if training[1].shape[1] != X.shape[1]:
+    train_X = train_speakers = None
+    if any(BACKENDS[name].learns != "nothing" for name in args.backend):
+        train_names, train_X, train_speakers = load_training_set(args)
+        if train_X.shape[1] != X.shape[1]:
             raise ValueError(
-                f"--train-embeddings has {training[1].shape[1]}-dimensional embeddings but "
+                f"--train-embeddings has {train_X.shape[1]}-dimensional embeddings but "
                 f"--embeddings {X.shape[1]}-dimensional; they must come from the same extractor."
             )
-        shared = set(training[0]) & set(trials.utterances)
+        shared = set(train_names) & set(trials.utterances)
         if shared:
             print(f"warning: {len(shared)} trial utterance(s) are also in the training set.", file=sys.stderr)
 
-    rows, all_scores, backends = [], {}, {}
-    for name in args.backend:
-        backend = fit_backend(name, args, X, training)
-        scores = score_trials(name, backend, X, enroll, test)
-        if scores.shape != (len(trials),) or not np.isfinite(scores).all():
-            raise ValueError(f"Back-end {name!r} gave {scores.shape} scores, not {len(trials)} finite ones.")
-        rows.append(
-            {"backend": name, **metrics.verification_metrics(scores, trials.labels), "n_trials": len(trials)}
-        )
-        all_scores[name] = scores
-        backends[name] = backend
+    evaluation = evaluate_backends(
+        args.backend,
+        train_X,
+        train_speakers,
+        X,
+        enroll,
+        test,
+        np.asarray(trials.labels),
+        settings=backend_settings(args),
+        seed=args.seed,
+    )
+    # Rows hold what the inputs determine (no timings), so two runs compare equal.
+    rows = [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in evaluation.rows]
     print(format_table(rows) + f"\n\n{len(trials)} trials, {time.time() - started:.1f} s")
 
     if args.output:
-        write_outputs(args.output, args, rows, trials, all_scores)
-        if args.plot:
-            from keras_spk.scoring.plots import plot_det
-
-            systems = {name: (scores, trials.labels) for name, scores in all_scores.items()}
-            plot_det(systems, os.path.join(args.output, "det.png"), title=os.path.basename(args.trials))
+        write_results(
+            rows,
+            evaluation.scores,
+            trials.labels,
+            args.output,
+            metadata={"arguments": vars(args)},
+            plot=args.plot,
+            title=os.path.basename(args.trials),
+        )
+        write_scores(args.output, trials, evaluation.scores)
         if args.save_backends:
             from keras_spk.scoring.persistence import save_backend
 
-            for name, backend in backends.items():
+            for name, backend in evaluation.backends.items():
                 save_backend(backend, os.path.join(args.output, f"backend_{name}.npz"))
         print(f"results: {args.output}")
     return rows

@@ -79,6 +79,7 @@ SCORING_MODULES = (
     "keras_spk.scoring.plda",
     "keras_spk.scoring.pairs",
     "keras_spk.scoring.dnn",
+    "keras_spk.scoring.dcae",
     "keras_spk.scoring.normalization",
     "keras_spk.scoring.calibration",
 )
