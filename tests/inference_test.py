@@ -1,0 +1,141 @@
+"""keras_spk.inference: whole-utterance embedding of files and waveforms."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_spk.data import AudioError
+from keras_spk.data import read_audio
+from keras_spk.data import write_wav
+from keras_spk.inference import embed_files
+from keras_spk.inference import embed_waveforms
+from keras_spk.layers import LogMelFilterbank
+from keras_spk.layers import PreEmphasis
+
+DIM = 8
+
+
+def build_tiny_embedder(seed=3):
+    """PreEmphasis -> LogMelFilterbank -> mean over frames -> Dense, seeded weights.
+
+    Without mean normalisation, so the embedding follows the long-term spectrum.
+    """
+    waveforms = keras.Input((None,), name="waveforms")
+    x = LogMelFilterbank(num_mel_bins=16, mean_normalization_window=None)(PreEmphasis(0.97)(waveforms))
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(waveforms, keras.layers.Dense(DIM)(x))
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0.0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def keras_embed(model, waveform):
+    return keras.ops.convert_to_numpy(model(waveform[None], training=False))[0]
+
+
+def tone(rng, samples, frequency, sample_rate=16000):
+    """A sine of `frequency` Hz plus a little noise, [samples] in [-1, 1]."""
+    t = np.arange(samples) / sample_rate
+    return 0.5 * np.sin(2 * np.pi * frequency * t) + 0.05 * rng.standard_normal(samples)
+
+
+def moments(waveforms):
+    """A hand-checkable 'embedder': [mean, max, length] of each row."""
+    x = np.asarray(waveforms, dtype="float64")
+    return np.stack([x.mean(1), x.max(1), np.full(len(x), x.shape[1])], axis=1)
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inference")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (n, frequency) in enumerate(((4000, 300), (5321, 1100), (6400, 2500))):
+        paths.append(str(folder / f"utt{i}.wav"))
+        write_wav(paths[-1], tone(rng, n, frequency), 16000)
+    # At 8 kHz: read back resampled to 16 kHz.
+    paths.append(str(folder / "utt_8k.wav"))
+    write_wav(paths[-1], tone(rng, 2000, 700, 8000), 8000)
+    return folder, paths
+
+
+def test_embed_files_equals_the_model_on_each_whole_utterance(wavs):
+    _, paths = wavs
+    model = build_tiny_embedder()
+    embeddings = embed_files(model, paths, progress=False)
+    assert embeddings.dtype == np.float32 and embeddings.shape == (len(paths), DIM)
+    for row, path in zip(embeddings, paths):
+        np.testing.assert_allclose(row, keras_embed(model, read_audio(path)), atol=1e-5, rtol=0)
+    # Rows differ from file to file, so the order is checked too.
+    gaps = np.abs(embeddings[:, None] - embeddings[None]).max(-1)
+    assert gaps[~np.eye(len(paths), dtype=bool)].min() > 1e-2
+
+
+def test_embed_files_with_a_callable_sees_each_file_alone_and_resampled(wavs):
+    _, paths = wavs
+    # 4000 samples is the shortest utterance here, so min_samples=4000 passes all.
+    embeddings = embed_files(moments, paths, sample_rate=16000, progress=False, min_samples=4000)
+    # Lengths: 4000, 5321, 6400 samples, and 2000 samples at 8 kHz -> 4000 at 16 kHz.
+    np.testing.assert_array_equal(embeddings[:, 2], [4000, 5321, 6400, 4000])
+    for row, path in zip(embeddings, paths):
+        waveform = read_audio(path).astype("float64")
+        np.testing.assert_allclose(row[:2], [waveform.mean(), waveform.max()], rtol=1e-6, atol=1e-7)
+
+
+def test_embed_waveforms_one_at_a_time():
+    rng = np.random.default_rng(1)
+    waves = [rng.normal(size=n).astype("float32") for n in (3, 5)]
+    out = embed_waveforms(moments, waves)
+    np.testing.assert_allclose(out, [[w.mean(), w.max(), len(w)] for w in waves], rtol=1e-6)
+    model = build_tiny_embedder()
+    waves = [tone(rng, n, f).astype("float32") for n, f in ((4000, 500), (4500, 900))]
+    out = embed_waveforms(model, waves, progress=True)
+    np.testing.assert_allclose(out[1], keras_embed(model, waves[1]), atol=1e-5, rtol=0)
+
+
+def test_missing_and_corrupt_files_are_named(wavs):
+    folder, paths = wavs
+    with pytest.raises(FileNotFoundError, match="nowhere.wav"):
+        embed_files(moments, paths + [str(folder / "nowhere.wav")], progress=False)
+    junk = folder / "junk.wav"
+    junk.write_bytes(b"no audio here " * 10)
+    with pytest.raises(AudioError, match=r"junk\.wav: not a supported audio file"):
+        embed_files(moments, [paths[0], str(junk), paths[1]], progress=False)
+    # The FLAC decoder's own error does not name the file; embed_files adds it.
+    broken_flac = folder / "broken.flac"
+    broken_flac.write_bytes(b"fLaC" + bytes(range(256)) * 4)
+    with pytest.raises(AudioError, match=r"broken\.flac: cannot decode audio"):
+        embed_files(moments, [paths[0], paths[1], str(broken_flac)], progress=False)
+
+
+def test_short_utterances_are_an_error_naming_the_file(wavs):
+    _, paths = wavs
+    message = r"utt0\.wav: 4000 samples \(0\.250 s at 16000 Hz\), fewer than the minimum of 4001"
+    with pytest.raises(AudioError, match=message):
+        embed_files(moments, paths[1::-1], progress=False, min_samples=4001)
+
+
+def test_bad_model_outputs_are_errors_naming_the_utterance(wavs):
+    _, paths = wavs
+    names = ["a.wav", "b.wav"]
+    waves = [np.ones(3), np.ones(4)]
+    with pytest.raises(ValueError, match=r"a\.wav: the model must map .* shape \(3,\)"):
+        embed_waveforms(lambda x: moments(x)[0], waves, names=names)
+    with pytest.raises(ValueError, match=r"b\.wav: embedding of size 2, but the earlier ones have size 3"):
+        embed_waveforms(lambda x: moments(x)[:, : 3 if x.shape[1] == 3 else 2], waves, names=names)
+    with pytest.raises(ValueError, match=r"utt0\.wav: the embedding holds NaN"):
+        embed_files(lambda x: moments(x) * np.nan, paths[:1], progress=False)
+
+
+def test_argument_errors(wavs):
+    _, paths = wavs
+    with pytest.raises(ValueError, match="empty list"):
+        embed_files(moments, [], progress=False)
+    with pytest.raises(ValueError, match="sample_rate"):
+        embed_files(moments, paths, sample_rate=0, progress=False)
+    with pytest.raises(ValueError, match="model_or_callable"):
+        embed_files("model.keras", paths, progress=False)
+    with pytest.raises(ValueError, match=r"waveform 1: expected a non-empty 1-D waveform"):
+        embed_waveforms(moments, [np.ones(3), np.ones((2, 3))])
+    with pytest.raises(ValueError, match="2 names for 1 waveforms"):
+        embed_waveforms(moments, [np.ones(3)], names=["a", "b"])
