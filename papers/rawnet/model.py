@@ -229,6 +229,7 @@ def rawnet_frontend(
 def build_rawnet_cnn(
     num_speakers,
     stackwise_filters=(128, 128, 256, 256, 256, 256),
+    strided_conv_filters=128,
     leaky_relu_slope=0.3,
     pre_emphasis=0.97,
     l2=1e-4,
@@ -248,9 +249,9 @@ def build_rawnet_cnn(
 
     Args:
         num_speakers: int >= 2, the training speakers (1,211 for VoxCeleb1).
-        stackwise_filters, leaky_relu_slope, pre_emphasis, l2,
-            kernel_initializer: the CNN's settings, see `rawnet_frontend`
-            (`l2` also applies to the output layer).
+        stackwise_filters, strided_conv_filters, leaky_relu_slope,
+            pre_emphasis, l2, kernel_initializer: the CNN's settings, see
+            `rawnet_frontend` (`l2` also applies to the output layer).
         center_loss_weight: float >= 0, `lambda` of eq. 3; 0 leaves the
             center loss (and its centers) out. Defaults to `1e-3`.
         center_loss_alpha: float in `[0, 1]`, the centers' update rate.
@@ -272,6 +273,7 @@ def build_rawnet_cnn(
     # === Layers ===
     frontend = rawnet_frontend(
         stackwise_filters=stackwise_filters,
+        strided_conv_filters=strided_conv_filters,
         leaky_relu_slope=leaky_relu_slope,
         pre_emphasis=pre_emphasis,
         l2=l2,
@@ -299,6 +301,7 @@ def build_rawnet_cnn(
 def build_rawnet(
     num_speakers,
     stackwise_filters=(128, 128, 256, 256, 256, 256),
+    strided_conv_filters=128,
     gru_units=1024,
     recurrent_dropout=0.3,
     embedding_dim=128,
@@ -320,9 +323,10 @@ def build_rawnet(
 
     Args:
         num_speakers: int >= 2, the training speakers (1,211 for VoxCeleb1).
-        stackwise_filters, leaky_relu_slope, pre_emphasis, l2,
-            kernel_initializer: the CNN's settings, see `rawnet_frontend`
-            (`l2` also applies to the GRU, FC and output layer kernels).
+        stackwise_filters, strided_conv_filters, leaky_relu_slope,
+            pre_emphasis, l2, kernel_initializer: the CNN's settings, see
+            `rawnet_frontend` (`l2` also applies to the GRU, FC and output
+            layer kernels).
         gru_units: positive int, GRU width. Defaults to `1024`.
         recurrent_dropout: float in `[0, 1)`, the GRU's recurrent dropout
             (training only). Defaults to `0.3`; 0 lets the GRU use cuDNN.
@@ -365,6 +369,7 @@ def build_rawnet(
     # === Layers ===
     frontend = rawnet_frontend(
         stackwise_filters=stackwise_filters,
+        strided_conv_filters=strided_conv_filters,
         leaky_relu_slope=leaky_relu_slope,
         pre_emphasis=pre_emphasis,
         l2=l2,

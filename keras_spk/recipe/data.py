@@ -1,0 +1,89 @@
+"""The data of a recipe run: training utterances, speaker map and trials."""
+
+import dataclasses
+import os
+
+from keras_spk.recipe.run import RunError
+
+
+@dataclasses.dataclass
+class RecipeData:
+    """What a run trains and evaluates on.
+
+    Attributes:
+        train: `keras_spk.data.UtteranceList` of the training speakers.
+        speaker_map: `keras_spk.data.SpeakerMap` (label index <-> speaker).
+        trials: `keras_spk.data.Trials`, paths resolved under `eval_dir`.
+        train_dir, eval_dir, trials_path: where they were read from.
+    """
+
+    train: object
+    speaker_map: object
+    trials: object
+    train_dir: str
+    eval_dir: str
+    trials_path: str
+
+    def labels(self):
+        """Label index of every training utterance."""
+        return self.train.labels(self.speaker_map)
+
+
+def load_data(run, allow_speaker_overlap=False):
+    """Reads the run's training data and trial list, and checks them.
+
+    Without user data (`run.data == {}`) the demo corpus is used
+    (generated on first use into `config["data"]["demo_dir"]`, or the
+    default demo folder). A speaker present in both the training data and
+    the trials is an error unless `allow_speaker_overlap` (or the config's
+    `data.allow_speaker_overlap`) is set. The speaker map is written to
+    `<run>/speakers.json`; a resumed run checks that its training data
+    still gives the saved map.
+
+    Args:
+        run: the `keras_spk.recipe.Run`.
+        allow_speaker_overlap: bool, from `--allow-speaker-overlap`.
+
+    Returns:
+        A `RecipeData`.
+    """
+    from keras_spk import data
+
+    config = run.config
+    if run.data:
+        train_dir, eval_dir, trials_path = run.data["train"], run.data["eval"], run.data["trials"]
+        for flag, path, kind in [
+            ("--data", train_dir, "folder"),
+            ("--eval-data", eval_dir, "folder"),
+            ("--trials", trials_path, "file"),
+        ]:
+            exists = os.path.isdir(path) if kind == "folder" else os.path.isfile(path)
+            if not exists:
+                raise RunError(f"{flag} {path}: no such {kind}. Check the path.")
+    else:
+        root = data.ensure_demo_corpus(config["data"]["demo_dir"] or None, seed=config["seed"])
+        train_dir = os.path.join(root, "train")
+        eval_dir = os.path.join(root, "test")
+        trials_path = os.path.join(root, "trials.txt")
+    train = data.read_voxceleb(train_dir)
+    trials = data.read_trials(trials_path, eval_dir)
+    data.check_speaker_overlap(
+        train.speaker_ids,
+        set(trials.speakers().values()),
+        allow_overlap=allow_speaker_overlap or config["data"]["allow_speaker_overlap"],
+    )
+    speaker_map = train.speaker_map()
+    saved = run.join("speakers.json")
+    if run.resumed and os.path.exists(saved):
+        if data.SpeakerMap.load(saved) != speaker_map:
+            raise RunError(
+                f"The training speakers in {train_dir} no longer match {saved}: the data changed "
+                "since the run started. Restore the data, or start a new run."
+            )
+    else:
+        speaker_map.save(saved)
+    print(
+        f"train: {len(train)} utterances of {len(speaker_map)} speakers from {train_dir}\n"
+        f"eval:  {len(trials)} trials over {len(trials.utterances)} utterances from {eval_dir}"
+    )
+    return RecipeData(train, speaker_map, trials, train_dir, eval_dir, trials_path)

@@ -1,0 +1,156 @@
+"""A recipe's last steps: embeddings, the back-end table, the saved and exported embedder."""
+
+import os
+
+import numpy as np
+
+
+
+def select_per_speaker(train, per_speaker, seed=0):
+    """Indices of at most `per_speaker` utterances of each speaker (all when `None`).
+
+    The choice is random under `seed`, and sorted, so the same utterances
+    are taken on every run.
+    """
+    if per_speaker is None:
+        return np.arange(len(train))
+    rng = np.random.default_rng(seed)
+    speakers = np.asarray(train.speakers)
+    keep = []
+    for speaker in sorted(set(train.speakers)):
+        rows = np.flatnonzero(speakers == speaker)
+        keep.extend(rng.choice(rows, size=min(per_speaker, len(rows)), replace=False).tolist())
+    return np.array(sorted(keep), dtype=np.int64)
+
+
+def extract_embeddings(run, embedder, train, trials, sample_rate, train_per_speaker=None, seed=0):
+    """Embeds the back-end training utterances and every trial utterance, once.
+
+    Writes `<run>/embeddings/train.npz` (names relative to the training
+    folder, with speakers) and `<run>/embeddings/trials.npz` (names as in
+    the trial list), the format of `keras_spk.scoring.save_embeddings`
+    that `tools/score.py` reads. A resumed run whose embedding stage
+    finished reads them back instead.
+
+    Args:
+        run: the `Run`.
+        embedder: waveforms `[1, samples]` -> embeddings `[1, dim]`.
+        train: `keras_spk.data.UtteranceList` of the training data.
+        trials: `keras_spk.data.Trials` of the evaluation.
+        sample_rate: int.
+        train_per_speaker: embed at most this many utterances per training
+            speaker for the back-ends (`None`: all).
+        seed: int, which utterances when subsampling.
+
+    Returns:
+        `(train_names, train_X, train_speakers, trial_names, trial_X)`.
+    """
+    from keras_spk.inference import embed_files
+    from keras_spk.scoring import load_embeddings
+    from keras_spk.scoring import save_embeddings
+
+    train_path = run.join("embeddings", "train.npz")
+    trials_path = run.join("embeddings", "trials.npz")
+    if run.stage_done("embeddings"):
+        names, X, speakers = load_embeddings(train_path, with_speakers=True)
+        trial_names, trial_X = load_embeddings(trials_path)
+        return list(names), X, list(speakers), list(trial_names), trial_X
+    run.makedirs("embeddings")
+    subset = train.select(select_per_speaker(train, train_per_speaker, seed))
+    print(f"Embedding {len(subset)} training utterances (back-end training data)...")
+    X = embed_files(embedder, subset.paths, sample_rate=sample_rate)
+    names, speakers = subset.relative_paths(), list(subset.speakers)
+    save_embeddings(train_path, names, X, speakers)
+    print(f"Embedding {len(trials.utterances)} evaluation utterances...")
+    trial_X = embed_files(embedder, trials.paths, sample_rate=sample_rate)
+    trial_names = list(trials.utterances)
+    save_embeddings(trials_path, trial_names, trial_X)
+    run.mark_stage_done("embeddings")
+    return names, X, speakers, trial_names, trial_X
+
+
+def backend_table(run, embeddings, trials, backends, settings=None, seed=0, verbose=0):
+    """Fits and scores every back-end; prints and saves the table and DET plot.
+
+    Args:
+        run: the `Run`; results go to `<run>/results/`.
+        embeddings: the tuple returned by `extract_embeddings`.
+        trials: `keras_spk.data.Trials`.
+        backends: back-end names (`keras_spk.scoring.BACKENDS`), in table order.
+        settings: keyword settings of the back-ends (see
+            `keras_spk.scoring.evaluate_backends`).
+        seed: int.
+        verbose: int, training output of the DNN back-ends.
+
+    The fitted back-ends are saved beside the table as
+    `results/backend_<name>.npz` (`keras_spk.scoring.load_backend`), to
+    score other trials with `tools/score.py` or in Python.
+
+    Returns:
+        The table's rows (list of dicts).
+    """
+    from keras_spk.scoring import evaluate_backends
+    from keras_spk.scoring import format_table
+    from keras_spk.scoring import save_backend
+    from keras_spk.scoring import write_results
+
+    _, X, speakers, trial_names, trial_X = embeddings
+    enroll, test = trials.indices()
+    result = evaluate_backends(
+        backends,
+        X,
+        np.asarray(speakers),
+        trial_X,
+        enroll,
+        test,
+        np.asarray(trials.labels),
+        settings=settings,
+        seed=seed,
+        verbose=verbose,
+    )
+    results = run.makedirs("results")
+    import keras
+
+    metadata = {"keras_backend": keras.backend.backend(), "run": os.path.abspath(run.path)}
+    write_results(result.rows, result.scores, np.asarray(trials.labels), results, metadata=metadata)
+    for name, backend in result.backends.items():
+        save_backend(backend, os.path.join(results, f"backend_{name}.npz"))
+    print("\n" + format_table(result.rows))
+    return result.rows
+
+
+def save_embedder(run, embedder, filename="embedder.keras"):
+    """Saves `embedder` as `<run>/<filename>` (written under a temporary name, then renamed)."""
+    path = run.join(filename)
+    temporary = run.join(f".tmp-{os.getpid()}-{filename}")
+    try:
+        embedder.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def export_embedder(run, embedder, version=1):
+    """The embedder as `<run>/embedder.keras` and a SavedModel in `<run>/export/<version>/`.
+
+    Under TensorFlow the SavedModel is written in this process; under any
+    other backend `embedder.keras` is re-loaded under TensorFlow in a
+    subprocess and exported there (`keras_spk.export.export_from_model_file`).
+    An existing version folder is replaced (a resumed run re-exports).
+
+    Returns:
+        `(keras_path, saved_model_path)`.
+    """
+    import keras
+
+    from keras_spk import export
+
+    keras_path = save_embedder(run, embedder)
+    target = run.join("export", str(version))
+    if keras.backend.backend() == "tensorflow":
+        export.export_saved_model(embedder, target, overwrite=True)
+    else:
+        export.export_from_model_file(keras_path, target, overwrite=True)
+    return keras_path, target

@@ -1,0 +1,339 @@
+"""The run folder: one directory per training run, resumable.
+
+Everything a recipe run produces goes into its run folder:
+
+```
+<run>/
+  run.json              how the run was started: data locations, backend, command
+  config.yaml           the resolved config
+  speakers.json         the training speaker map (label index <-> speaker id)
+  state.json            which stages are finished
+  checkpoints/<stage>/  epoch-NNN.weights.h5: model and optimizer after each epoch
+  logs/                 <stage>.csv and tensorboard/<stage>/
+  embedder.keras        the trained embedder (Keras model file)
+  embeddings/           train.npz, trials.npz (`keras_spk.scoring.save_embeddings`)
+  results/              the back-end table (table.txt, results.json/.csv, det.png)
+  export/1/             SavedModel for TF Serving (`<model>/<version>/` layout)
+```
+
+A run is resumed (`--resume [DIR]`, or automatically) from its saved
+config, data locations and checkpoints; see `open_run`.
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import sys
+
+from keras_spk.config import dump_config
+from keras_spk.config import load_config
+from keras_spk.config import save_config
+from keras_spk.utils.files import atomic_write_json
+
+RUNS_ROOT = "runs"
+LATEST = "latest"
+
+
+def recipe_parser(name, description, epilog=None):
+    """The command line every recipe shares.
+
+    `--config FILE`, `--data DIR`, `--eval-data DIR`, `--trials FILE`,
+    `--output DIR`, `--resume [DIR]`, `--new-run`,
+    `--allow-speaker-overlap`; any other `--section.key=value` argument
+    overrides the config. A recipe may add its own arguments.
+
+    Args:
+        name: the recipe's name, used for default run folders
+            (`runs/<name>-<timestamp>`).
+        description: the `--help` text.
+        epilog: optional text after the arguments.
+
+    Returns:
+        An `argparse.ArgumentParser`; parse with `parse_known_args` so
+        config overrides stay in the second list.
+    """
+    parser = argparse.ArgumentParser(
+        prog=f"{name} recipe",
+        description=description,
+        epilog=epilog or "Any other --section.key=value argument overrides the config.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        help="YAML config (default: the recipe's demo config without --data, its full config with --data)",
+    )
+    parser.add_argument("--data", help="training corpus, VoxCeleb layout <speaker>/<video>/<utt>.wav")
+    parser.add_argument("--eval-data", help="evaluation audio folder; trial paths are relative to it")
+    parser.add_argument("--trials", help="trial list (VoxCeleb 'label enrol test' or Kaldi format)")
+    parser.add_argument("--output", help=f"run folder (default {RUNS_ROOT}/{name}-<timestamp>)")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=LATEST,
+        metavar="DIR",
+        help="continue an interrupted run: DIR, or without DIR the newest unfinished one",
+    )
+    parser.add_argument(
+        "--new-run",
+        action="store_true",
+        help="start a new run even if an unfinished run of the same config and data exists",
+    )
+    parser.add_argument(
+        "--allow-speaker-overlap",
+        action="store_true",
+        help="allow speakers present in both the training and the evaluation data",
+    )
+    return parser
+
+
+class RunError(ValueError):
+    """A run folder cannot be created or resumed; the message says why and what to do."""
+
+
+class Run:
+    """A run folder with its resolved config and stage bookkeeping.
+
+    Created by `open_run`. Attributes:
+        name: the recipe's name.
+        path: the run folder.
+        config: the resolved config (nested dicts).
+        data: `{"train": DIR, "eval": DIR, "trials": FILE, "demo": bool}`.
+        resumed: whether the run continues an earlier one.
+    """
+
+    def __init__(self, name, path, config, data, resumed, info):
+        self.name = name
+        self.path = path
+        self.config = config
+        self.data = data
+        self.resumed = resumed
+        self.info = info
+
+    def __repr__(self):
+        return f"Run({self.path!r}, resumed={self.resumed})"
+
+    def join(self, *parts):
+        """A path inside the run folder."""
+        return os.path.join(self.path, *parts)
+
+    def makedirs(self, *parts):
+        """Creates (if needed) and returns a folder inside the run folder."""
+        path = self.join(*parts)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    # --- stages ---
+
+    def _state(self):
+        return _read_json(self.join("state.json"), default={"stages": {}, "finished": False})
+
+    def stage_done(self, stage):
+        """Whether `stage` finished in this run (so a resumed run skips it)."""
+        return self._state()["stages"].get(stage) == "done"
+
+    def mark_stage_done(self, stage):
+        state = self._state()
+        state["stages"][stage] = "done"
+        atomic_write_json(self.join("state.json"), state)
+
+    @property
+    def finished(self):
+        return self._state()["finished"]
+
+    def mark_finished(self):
+        state = self._state()
+        state["finished"] = True
+        atomic_write_json(self.join("state.json"), state)
+
+
+def _read_json(path, default=None):
+    if not os.path.exists(path):
+        return default
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _data_args(args):
+    """The data locations the user gave: {} for the demo corpus."""
+    given = {k: getattr(args, k) for k in ("data", "eval_data", "trials")}
+    if not any(given.values()):
+        return {}
+    missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if not v]
+    if missing:
+        raise RunError(
+            f"--data, --eval-data and --trials go together; missing {', '.join(missing)}. "
+            "Give all three for your own data, or none for the demo corpus."
+        )
+    return {
+        "train": os.path.abspath(args.data),
+        "eval": os.path.abspath(args.eval_data),
+        "trials": os.path.abspath(args.trials),
+    }
+
+
+def _resolve_config(args, overrides, default_config, demo_config, data_given):
+    config_path = args.config or (default_config if data_given else demo_config)
+    return load_config(config_path, overrides, defaults=default_config), config_path
+
+
+def _diff(a, b, prefix=""):
+    """Dotted keys whose values differ between two nested configs."""
+    keys = []
+    for key in sorted(set(a) | set(b), key=str):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            keys.extend(_diff(x, y, f"{prefix}{key}."))
+        elif x != y:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def _unfinished_runs(root, name):
+    """Unfinished run folders of recipe `name` under `root`, newest first."""
+    found = []
+    for path in glob.glob(os.path.join(root, f"{name}-*")):
+        info = _read_json(os.path.join(path, "run.json"))
+        state = _read_json(os.path.join(path, "state.json"), {"finished": False})
+        if info is not None and info.get("name") == name and not state.get("finished"):
+            found.append(path)
+    return sorted(found, reverse=True)
+
+
+def open_run(name, argv, default_config, demo_config, parser=None):
+    """Parses a recipe's command line and creates or resumes its run folder.
+
+    The config is `--config` (or `demo_config` without `--data`,
+    `default_config` with it) merged onto `default_config`, then the
+    `--section.key=value` overrides; unknown keys are errors.
+
+    Which folder:
+    - `--resume DIR`: that run (`--resume` alone: the newest unfinished
+      run under `runs/`). Its saved config and data are used; a config,
+      override or data argument that disagrees with them is an error.
+    - `--output DIR`: a new run there; if DIR holds an unfinished run of
+      the same config and data, it is resumed.
+    - neither: the newest unfinished run under `runs/` with the same config
+      and data is resumed (an interrupted command is simply run again);
+      otherwise a new `runs/<name>-<timestamp>/`. `--new-run` always starts
+      a new folder.
+
+    Args:
+        name: the recipe's name.
+        argv: command-line arguments (without the program name).
+        default_config: the recipe's full config; also the schema of valid keys.
+        demo_config: the config used without `--data`.
+        parser: optional parser from `recipe_parser` with extra arguments.
+
+    Returns:
+        `(run, args)`: the `Run` and the parsed `argparse.Namespace`.
+
+    Raises:
+        RunError, ConfigError: with the reason and the fix.
+    """
+    parser = parser or recipe_parser(name, f"Train and evaluate the {name} recipe.")
+    args, overrides = parser.parse_known_args(argv)
+    data = _data_args(args)
+    config, config_path = _resolve_config(args, overrides, default_config, demo_config, bool(data))
+    command = [os.path.basename(sys.argv[0] or name)] + list(argv)
+
+    if args.resume is not None:
+        if args.new_run:
+            raise RunError("--resume and --new-run contradict each other; give one.")
+        path = _resume_path(args.resume, name)
+        return _resume(name, path, config, data, args, overrides, default_config, True), args
+
+    if args.output:
+        path = args.output
+        if os.path.exists(os.path.join(path, "run.json")) and not args.new_run:
+            return _resume(name, path, config, data, args, overrides, default_config, False), args
+        if os.path.isdir(path) and os.listdir(path):
+            raise RunError(
+                f"--output {path} exists and is not an empty run folder; choose another folder "
+                "(or remove it)."
+            )
+    else:
+        if not args.new_run:
+            for candidate in _unfinished_runs(RUNS_ROOT, name):
+                info = _read_json(os.path.join(candidate, "run.json"))
+                saved = load_config(os.path.join(candidate, "config.yaml"), defaults=default_config)
+                if info.get("data") == data and not _diff(saved, config):
+                    print(f"Resuming the interrupted run {candidate} (same config and data; --new-run starts afresh).")
+                    return _open_existing(name, candidate, info, saved), args
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = os.path.join(RUNS_ROOT, f"{name}-{stamp}")
+        suffix = 1
+        while os.path.exists(path):
+            suffix += 1
+            path = os.path.join(RUNS_ROOT, f"{name}-{stamp}-{suffix}")
+
+    os.makedirs(path, exist_ok=True)
+    info = {
+        "name": name,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": command,
+        "config_file": os.path.abspath(config_path),
+        "data": data,
+        "backend": _backend(),
+    }
+    save_config(config, os.path.join(path, "config.yaml"))
+    atomic_write_json(os.path.join(path, "run.json"), info)
+    return Run(name, path, config, data, resumed=False, info=info), args
+
+
+def _backend():
+    import keras
+
+    return keras.backend.backend()
+
+
+def _resume_path(resume, name):
+    if resume != LATEST:
+        return resume
+    runs = _unfinished_runs(RUNS_ROOT, name)
+    if not runs:
+        raise RunError(f"--resume: no unfinished {name} run under {RUNS_ROOT}/; give --resume DIR.")
+    return runs[0]
+
+
+def _resume(name, path, config, data, args, overrides, default_config, explicit):
+    info = _read_json(os.path.join(path, "run.json"))
+    if info is None or not os.path.exists(os.path.join(path, "config.yaml")):
+        raise RunError(f"{path} is not a run folder (no run.json/config.yaml); check the path.")
+    if info.get("name") != name:
+        raise RunError(f"{path} is a {info.get('name')!r} run, not a {name!r} run.")
+    saved = load_config(os.path.join(path, "config.yaml"), defaults=default_config)
+    if explicit and not (args.config or overrides):
+        config = saved  # --resume DIR alone: the run's own config
+    changed = _diff(saved, config)
+    if changed:
+        raise RunError(
+            f"{path} was started with another config; these keys differ: {', '.join(changed)}. "
+            "A resumed run keeps its config: drop those arguments, or start a new run "
+            "(--new-run or another --output)."
+        )
+    if data and data != info["data"]:
+        raise RunError(
+            f"{path} was started with other data ({info['data'] or 'the demo corpus'}); "
+            "resume it without --data/--eval-data/--trials, or start a new run."
+        )
+    state = _read_json(os.path.join(path, "state.json"), {"finished": False})
+    if state.get("finished"):
+        raise RunError(f"{path} is a finished run; start a new one with another --output (or --new-run).")
+    print(f"Resuming {path}.")
+    return _open_existing(name, path, info, saved)
+
+
+def _open_existing(name, path, info, config):
+    if info.get("backend") != _backend():
+        print(
+            f"Note: {path} was started under the {info.get('backend')} backend and continues under "
+            f"{_backend()}; checkpoints are backend-neutral."
+        )
+    return Run(name, path, config, info["data"], resumed=True, info=info)
+
+
+def describe(run):
+    """Multi-line summary of a run for the console."""
+    return f"run folder: {run.path}{' (resumed)' if run.resumed else ''}\n" + dump_config(run.config)

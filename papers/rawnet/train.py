@@ -1,0 +1,190 @@
+"""RawNet (Jung et al., Interspeech 2019): train, evaluate every back-end, export.
+
+    python papers/rawnet/train.py                      # demo corpus, configs/demo.yaml
+    python papers/rawnet/train.py --data VOX1/dev --eval-data VOX1/test \\
+        --trials VOX1/veri_test.txt [--config papers/rawnet/configs/rawnet.yaml]
+    python papers/rawnet/train.py --resume [RUN_DIR]   # continue an interrupted run
+
+Stages, each resumable from its last epoch:
+1. pre-training (section 2.2): the CNN with global average pooling;
+2. training: RawNet (Table 1) from the pre-trained CNN, eq. 3;
+3. embeddings of the back-end training utterances and every trial utterance;
+4. the back-end table (Table 4: cosine, PLDA, LDA/PLDA, b-vector, rb-vector,
+   concat&mul; Table 2's Enhance column: LDA and DCAE before cosine), with
+   EER, minDCF(0.01), minDCF(0.05) and a DET plot;
+5. export: `embedder.keras` and a SavedModel for TF Serving in `export/<version>/`.
+
+Everything goes into one run folder (see `keras_spk.recipe.run`).
+"""
+
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = os.path.dirname(os.path.abspath(__file__))
+if __package__ in (None, ""):  # run as a script: make `papers.rawnet` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+
+DEFAULT_CONFIG = os.path.join(HERE, "configs", "rawnet.yaml")
+DEMO_CONFIG = os.path.join(HERE, "configs", "demo.yaml")
+
+
+def model_settings(config, recurrent_dropout=None):
+    """Keyword arguments of `build_rawnet` from the config's `model` and `loss` sections."""
+    model, loss = config["model"], config["loss"]
+    return {
+        "strided_conv_filters": model["strided_conv_filters"],
+        "stackwise_filters": tuple(model["stackwise_filters"]),
+        "gru_units": model["gru_units"],
+        "recurrent_dropout": model["recurrent_dropout"] if recurrent_dropout is None else recurrent_dropout,
+        "embedding_dim": model["embedding_dim"],
+        "leaky_relu_slope": model["leaky_relu_slope"],
+        "pre_emphasis": model["pre_emphasis"],
+        "l2": model["l2"],
+        "center_loss_weight": loss["center_loss_weight"],
+        "center_loss_alpha": loss["center_loss_alpha"],
+        "basis_weight": loss["basis_weight"],
+        "basis_reduction": loss["basis_reduction"],
+    }
+
+
+def cnn_settings(config):
+    """Keyword arguments of `build_rawnet_cnn` (pre-training)."""
+    settings = model_settings(config)
+    for key in ("gru_units", "recurrent_dropout", "embedding_dim"):
+        del settings[key]
+    mode = config["pretrain"]["loss"]
+    if mode == "softmax":
+        settings.update(center_loss_weight=0.0, basis_weight=0.0)
+    elif mode != "same":
+        raise ValueError(f"pretrain.loss must be 'same' or 'softmax'. Received: {mode!r}")
+    return settings
+
+
+def compile_trainer(trainer, config):
+    """AMSGrad with Keras 2-style inverse-time decay (section 4.2); the model adds its losses."""
+    import keras
+
+    opt = config["optimizer"]
+    learning_rate = opt["learning_rate"]
+    if opt["decay"] > 0:
+        learning_rate = keras.optimizers.schedules.InverseTimeDecay(
+            learning_rate, decay_steps=1, decay_rate=opt["decay"]
+        )
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(learning_rate, amsgrad=opt["amsgrad"]),
+        loss=None,
+        metrics=None,
+    )
+    return trainer
+
+
+def inference_embedder(config, num_speakers, embedder):
+    """A copy of `embedder` with `recurrent_dropout=0`: the same outputs, a faster (cuDNN) GRU."""
+    from papers.rawnet.model import build_rawnet
+
+    _, copy = build_rawnet(num_speakers, **model_settings(config, recurrent_dropout=0.0))
+    copy.set_weights(embedder.get_weights())
+    return copy
+
+
+# `evaluation` keys that are not settings of `keras_spk.scoring.evaluate_backends`.
+_EVALUATION_KEYS = ("backends", "train_utterances_per_speaker", "verbose")
+
+
+def backend_settings(config):
+    """Settings of `keras_spk.scoring.evaluate_backends`: the rest of the `evaluation` section."""
+    return {k: v for k, v in config["evaluation"].items() if k not in _EVALUATION_KEYS}
+
+
+def main(argv=None, callbacks=()):
+    """Runs the recipe; returns the `Run` (its folder holds every result).
+
+    Args:
+        argv: command-line arguments (default `sys.argv[1:]`).
+        callbacks: extra Keras callbacks for both training stages.
+    """
+    started = time.time()
+    from keras_spk import recipe
+
+    parser = recipe.recipe_parser("rawnet", __doc__.split("\n\n")[0])
+    run, args = recipe.open_run(
+        "rawnet", sys.argv[1:] if argv is None else argv, DEFAULT_CONFIG, DEMO_CONFIG, parser
+    )
+    import keras
+
+    from papers.rawnet import data as rawnet_data
+    from papers.rawnet.model import build_rawnet
+    from papers.rawnet.model import build_rawnet_cnn
+    from papers.rawnet.model import transfer_pretrained
+
+    config = run.config
+    print(f"run folder: {run.path}  (backend: {keras.backend.backend()})")
+    keras.utils.set_random_seed(config["seed"])
+    data = recipe.load_data(run, allow_speaker_overlap=args.allow_speaker_overlap)
+    num_speakers = len(data.speaker_map)
+    steps = rawnet_data.steps_per_epoch(data, config)
+    if steps == 0:
+        raise ValueError(
+            f"{len(data.train)} training utterances do not fill one batch of "
+            f"data.batch_size={config['data']['batch_size']}; lower it."
+        )
+    train_cfg = config["train"]
+    stage_args = {
+        "steps_per_epoch": steps,
+        "callbacks": callbacks,
+        "keep_checkpoints": train_cfg["keep_checkpoints"],
+        "verbose": train_cfg["verbose"],
+    }
+
+    def make_dataset(start_epoch):
+        return rawnet_data.training_data(data, config, start_epoch)
+
+    # 1. CNN pre-training (section 2.2).
+    cnn_trainer, _ = build_rawnet_cnn(num_speakers, **cnn_settings(config))
+    compile_trainer(cnn_trainer, config)
+    recipe.fit_stage(run, "pretrain", cnn_trainer, make_dataset, config["pretrain"]["epochs"], **stage_args)
+
+    # 2. RawNet from the pre-trained CNN: only the pooling (and its output layer) is dropped.
+    trainer, embedder = build_rawnet(num_speakers, **model_settings(config))
+    if config["pretrain"]["epochs"] > 0:
+        transfer_pretrained(cnn_trainer, trainer)
+    compile_trainer(trainer, config)
+    recipe.fit_stage(run, "train", trainer, make_dataset, train_cfg["epochs"], **stage_args)
+
+    # 3.-4. Embeddings of whole utterances and the back-end table.
+    inference = inference_embedder(config, num_speakers, embedder)
+    evaluation = config["evaluation"]
+    embeddings = recipe.extract_embeddings(
+        run,
+        inference,
+        data.train,
+        data.trials,
+        config["data"]["sample_rate"],
+        train_per_speaker=evaluation["train_utterances_per_speaker"],
+        seed=config["seed"],
+    )
+    recipe.backend_table(
+        run,
+        embeddings,
+        data.trials,
+        evaluation["backends"],
+        settings=backend_settings(config),
+        seed=config["seed"],
+        verbose=evaluation["verbose"],
+    )
+
+    # 5. The embedder for serving (re-loaded under TensorFlow when trained under another backend).
+    if config["export"]["enabled"]:
+        keras_path, saved_model = recipe.export_embedder(run, inference, config["export"]["version"])
+        print(f"embedder: {keras_path}\nSavedModel for TF Serving: {saved_model}")
+    else:
+        recipe.save_embedder(run, inference)
+    run.mark_finished()
+    print(f"\nbackend: {keras.backend.backend()}, wall time {time.time() - started:.0f} s\nrun folder: {run.path}")
+    return run
+
+
+if __name__ == "__main__":
+    main()

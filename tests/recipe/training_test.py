@@ -1,0 +1,106 @@
+"""Tests of keras_spk.recipe.training: checkpoints every epoch, exact resumption."""
+
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_spk.recipe import EpochCheckpoint
+from keras_spk.recipe import Run
+from keras_spk.recipe import fit_stage
+from keras_spk.recipe import list_checkpoints
+from keras_spk.recipe import restore_checkpoint
+
+STEPS = 3
+EPOCHS = 4
+
+
+def make_dataset(start_epoch):
+    # Batch i of the stream is a function of i alone, like training_dataset(start_epoch=...).
+    def batch(i):
+        x = tf.random.stateless_normal([8, 5], seed=tf.stack([i, tf.constant(7, tf.int64)]))
+        y = tf.cast(tf.reduce_sum(x[:, :2], axis=1) > 0, tf.int32)
+        return x, y
+
+    return tf.data.Dataset.range(start_epoch * STEPS, 10**6).map(batch)
+
+
+def build_model(seed):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(6, activation="tanh"), keras.layers.Dense(2)])
+    # Momentum: the optimizer has state that a resumed run must restore too.
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def new_run(path):
+    os.makedirs(path, exist_ok=True)
+    return Run("test", str(path), config={}, data={}, resumed=False, info={})
+
+
+class Interrupt(keras.callbacks.Callback):
+    def __init__(self, after_epoch):
+        super().__init__()
+        self.after_epoch = after_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after_epoch:
+            raise KeyboardInterrupt(f"interrupted after epoch {epoch + 1}")
+
+
+def weights_of(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+def test_interrupted_stage_resumes_to_the_uninterrupted_result(tmp_path):
+    whole = build_model(seed=1)
+    fit_stage(new_run(tmp_path / "whole"), "stage", whole, make_dataset, EPOCHS, STEPS, verbose=0)
+
+    run = new_run(tmp_path / "cut")
+    first = build_model(seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        fit_stage(run, "stage", first, make_dataset, EPOCHS, STEPS, callbacks=[Interrupt(2)], verbose=0)
+    directory = run.join("checkpoints", "stage")
+    assert [e for e, _ in list_checkpoints(directory)] == [1, 2]
+    assert not run.stage_done("stage")
+
+    # A new process: the model starts from other weights, the checkpoint brings it back.
+    resumed = build_model(seed=99)
+    history = fit_stage(run, "stage", resumed, make_dataset, EPOCHS, STEPS, verbose=0)
+    assert history.epoch == [2, 3]  # only the epochs that were missing
+    assert int(resumed.optimizer.iterations) == EPOCHS * STEPS
+    assert run.stage_done("stage")
+    for got, want in zip(weights_of(resumed), weights_of(whole)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with open(run.join("logs", "stage.csv"), newline="") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2, 3]
+    assert os.listdir(run.join("logs", "tensorboard", "stage"))
+    assert not [n for n in os.listdir(directory) if n.startswith(".tmp")]
+
+    # Once done, the stage only loads its last checkpoint.
+    again = build_model(seed=5)
+    assert fit_stage(run, "stage", again, make_dataset, EPOCHS, STEPS, verbose=0) is None
+    for got, want in zip(weights_of(again), weights_of(whole)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_epoch_checkpoint_keeps_the_newest(tmp_path):
+    model = build_model(seed=0)
+    directory = str(tmp_path / "ck")
+    model.fit(make_dataset(0), epochs=5, steps_per_epoch=1, verbose=0,
+              callbacks=[EpochCheckpoint(directory, keep=2)])
+    assert [e for e, _ in list_checkpoints(directory)] == [4, 5]
+    assert sorted(os.listdir(directory)) == ["epoch-004.weights.h5", "epoch-005.weights.h5"]
+    other = build_model(seed=3)
+    assert restore_checkpoint(other, directory) == 5
+    for got, want in zip(weights_of(other), weights_of(model)):
+        np.testing.assert_array_equal(got, want)
+    assert restore_checkpoint(build_model(seed=3), str(tmp_path / "none")) == 0
+    with pytest.raises(ValueError, match="keep"):
+        EpochCheckpoint(directory, keep=0)
