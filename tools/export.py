@@ -28,6 +28,12 @@ def parse_args(argv):
     parser.add_argument("--output", help="SavedModel folder to create, e.g. exports/speaker/1")
     parser.add_argument("--onnx", help="ONNX file to write")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    parser.add_argument(
+        "--onnx-fixed-samples",
+        type=int,
+        help="export ONNX with the time axis fixed to this many samples (needed for recurrent "
+        "models such as RawNet, whose GRU loop is unrolled; the SavedModel takes any length)",
+    )
     parser.add_argument("--no-padded-signature", action="store_true", help="omit the embed_padded signature")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     args = parser.parse_args(argv)
@@ -77,7 +83,15 @@ def main(argv=None):
 
         spec = {"model": args.model, "builder": args.builder, "builder_kwargs": args.builder_kwargs, "weights": args.weights}
         embedder = savedmodel._load_embedder(spec)
-        written = export.export_onnx(embedder, args.onnx, opset=args.opset, overwrite=args.overwrite)
+        fixed = args.onnx_fixed_samples
+        written = export.export_onnx(
+            embedder,
+            args.onnx,
+            opset=args.opset,
+            overwrite=args.overwrite,
+            fixed_length=fixed is not None,
+            **({"example_samples": fixed} if fixed is not None else {}),
+        )
         print(f"ONNX: {written}")
 
 

@@ -50,7 +50,20 @@ def _squeeze_dim_translation():
     return squeeze_dim
 
 
-def export_onnx(embedder, path, *, opset=DEFAULT_OPSET, example_samples=16000, overwrite=False):
+def _recurrent_layers(model):
+    """Names of the recurrent layers (`keras.layers.RNN`, e.g. GRU, LSTM) in `model`."""
+    return [layer.name for layer in model._flatten_layers() if isinstance(layer, keras.layers.RNN)]
+
+
+def export_onnx(
+    embedder,
+    path,
+    *,
+    opset=DEFAULT_OPSET,
+    example_samples=16000,
+    fixed_length=False,
+    overwrite=False,
+):
     """Writes `embedder` as an ONNX model with dynamic batch and time axes.
 
     The graph has one input, `waveforms` float32 `[batch, samples]`, and one
@@ -61,7 +74,16 @@ def export_onnx(embedder, path, *, opset=DEFAULT_OPSET, example_samples=16000, o
 
     The model is traced with PyTorch's `torch.export` on an example batch of
     2 rows of `example_samples` samples; shape-dependent Python branches in
-    the model are fixed at that trace. The file is written beside `path`
+    the model are fixed at that trace.
+
+    Recurrent layers: on CPU, Keras's PyTorch backend runs a GRU or LSTM as a
+    Python loop over the time steps, which `torch.export` unrolls to the
+    example's number of steps. The graph would then accept other lengths but
+    silently use that many frames, so a model with a recurrent layer is
+    refused unless `fixed_length=True`, which exports a graph whose time
+    axis is fixed to `example_samples` (other lengths are rejected by the
+    ONNX runtime; crop or pad utterances to that length, or serve the
+    SavedModel, which handles any length). The file is written beside `path`
     under a temporary name and renamed to `path` when complete.
 
     Args:
@@ -71,6 +93,8 @@ def export_onnx(embedder, path, *, opset=DEFAULT_OPSET, example_samples=16000, o
         opset: ONNX opset version. Defaults to `18` (the opset PyTorch's
             exporter is implemented with; others are converted to).
         example_samples: int, length of the example input used for tracing.
+        fixed_length: bool, export with the time axis fixed to
+            `example_samples` (required for models with recurrent layers).
         overwrite: bool, replace an existing `path`.
 
     Returns:
@@ -80,6 +104,8 @@ def export_onnx(embedder, path, *, opset=DEFAULT_OPSET, example_samples=16000, o
         RuntimeError: if the Keras backend is not PyTorch.
         ImportError: if `onnx` / `onnxscript` are not installed.
         FileExistsError: if `path` exists and `overwrite` is `False`.
+        ValueError: if the model has recurrent layers and `fixed_length` is
+            `False`.
 
     Example:
 
@@ -93,6 +119,15 @@ def export_onnx(embedder, path, *, opset=DEFAULT_OPSET, example_samples=16000, o
             f"export_onnx() needs the PyTorch backend; the current backend is {backend!r}. "
             "Run it with KERAS_BACKEND=torch after loading the model or its weights "
             "(weights saved with model.save_weights() load under any backend)."
+        )
+    recurrent = _recurrent_layers(embedder)
+    if recurrent and not fixed_length:
+        raise ValueError(
+            f"{embedder.name!r} has recurrent layers {recurrent}: their PyTorch loop over time steps "
+            "is unrolled by torch.export, so the ONNX graph would silently use only as many frames "
+            f"as the {example_samples}-sample example. Pass fixed_length=True (and "
+            "example_samples=<the length you will feed>) for a fixed-length graph, or serve the "
+            "SavedModel (keras_spk.export.export_saved_model), which takes any length."
         )
     path = os.path.abspath(os.fspath(path))
     if os.path.lexists(path) and not overwrite:
@@ -121,9 +156,8 @@ def export_onnx(embedder, path, *, opset=DEFAULT_OPSET, example_samples=16000, o
 
     module = _Embed(embedder).eval()
     example = torch.zeros((2, int(example_samples)), dtype=torch.float32)
-    dynamic_shapes = {
-        "waveforms": {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC},
-    }
+    time_axis = torch.export.Dim.STATIC if fixed_length else torch.export.Dim.DYNAMIC
+    dynamic_shapes = {"waveforms": {0: torch.export.Dim.DYNAMIC, 1: time_axis}}
 
     directory, name = os.path.split(path)
     os.makedirs(directory, exist_ok=True)

@@ -113,11 +113,23 @@ def static_num_frames(num_samples, frame_length, frame_step):
     return 1 + (num_samples - frame_length) // frame_step
 
 
+def _is_scalar_int(value):
+    """True for a Python int or a symbolic one (PyTorch's `SymInt`), not a tensor or array."""
+    return not ops.is_tensor(value) and not hasattr(value, "shape")
+
+
 def num_frames(num_samples, frame_length, frame_step):
     """Frame count for a possibly dynamic (tensor) length; 0 if too short.
 
     Works element-wise on a tensor of per-row lengths as well.
     """
+    if _is_scalar_int(num_samples):
+        # A static length, or under `torch.export` a symbolic one (`SymInt`):
+        # plain integer arithmetic keeps it symbolic, while `keras.ops` would
+        # convert it to a tensor and pin the exported time axis to the
+        # example's length. (torch.export settles the clamp below on the
+        # example, so an exported graph needs at least one frame of input.)
+        return max((num_samples - frame_length) // frame_step, -1) + 1
     # `maximum(..., -1) + 1` rather than a where(): the floor division of a
     # negative number is already <= -1, so this clamps short inputs to 0.
     return ops.maximum(ops.floor_divide(num_samples - frame_length, frame_step), -1) + 1
@@ -178,8 +190,12 @@ def sliding_mean_normalization(x, window):
     precision to a large running total.
     """
     x = x - ops.mean(x, axis=1, keepdims=True)
-    t_count = ops.shape(x)[1]
-    t = ops.arange(t_count, dtype="int32")
+    t = ops.arange(ops.shape(x)[1], dtype="int32")
+    # The frame count as an int32 tensor, counted from `t`: passing the
+    # shape entry itself (under `torch.export` a symbolic `SymInt`) to
+    # `keras.ops.maximum` would pin the exported time axis to the example's
+    # length.
+    t_count = ops.sum(ops.ones_like(t))
     # maximum/minimum rather than clip(): clip() with one Python and one
     # tensor bound is rejected by torch.clamp.
     start = ops.minimum(ops.maximum(t - window // 2, 0), ops.maximum(t_count - window, 0))

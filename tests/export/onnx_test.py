@@ -54,15 +54,6 @@ def test_onnx_matches_keras_on_two_lengths(tmp_path):
 
 
 @TORCH_ONLY
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "LogMelFilterbank pins the time axis under torch.export: "
-        "_framing.num_frames and sliding_mean_normalization pass the symbolic "
-        "sample/frame count (a torch SymInt) through keras.ops.floor_divide/"
-        "maximum, which convert it to a tensor and specialise it to the example length"
-    ),
-)
 def test_onnx_log_mel_embedder_has_dynamic_time(tmp_path):
     pytest.importorskip("onnxscript")
     model = build_small_embedder()

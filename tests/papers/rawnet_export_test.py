@@ -1,0 +1,219 @@
+"""Exporting the RawNet embedder (papers/rawnet/model.py) for serving.
+
+A small RawNet (narrow blocks, 16-unit GRU, 8-d embeddings, seeded weights)
+goes through each export path of `keras_spk.export`:
+
+- TensorFlow backend: `export_saved_model`, served in a subprocess where
+  neither `keras` nor `keras_spk` can be imported, on two lengths with
+  different frame counts (the GRU runs a dynamic number of steps);
+- PyTorch backend: `export_onnx`, run with onnxruntime (on lengths of the
+  example's number of frames: see `test_onnx_on_another_frame_count`);
+- PyTorch backend: `export_from_weights` from the `.weights.h5` of a
+  torch-built model (re-built under TensorFlow in a subprocess).
+
+RawNet embeds `samples // 3 ** 7` frames, so lengths are chosen by frames.
+"""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_spk import export
+from papers.rawnet.model import build_rawnet
+from tests.export.savedmodel_test import keras_embed
+from tests.export.savedmodel_test import serve_in_clean_process
+from tests.export.savedmodel_test import waveforms
+
+FRAME = 3**7  # samples per RawNet frame (stride 3, then six poolings of 3)
+# 3 and 5 frames, neither length a whole multiple of FRAME.
+LENGTHS = (3 * FRAME + 11, 5 * FRAME + 1234)
+EMBEDDING_DIM = 8
+
+TF_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="export_saved_model runs under the TensorFlow backend only",
+)
+TORCH_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="checks exports of a model built under the PyTorch backend",
+)
+
+
+def build_small_rawnet(seed=0):
+    """A small RawNet embedder with seeded weights (the `export_from_weights` builder).
+
+    Kernels are drawn with a 1 / sqrt(fan-in) scale and BN statistics near
+    (0, 1), so the embeddings vary with the input (weights of one fixed
+    scale saturate the network into a near-constant output, which would
+    make the 1e-4 comparisons below weak).
+    """
+    _, embedder = build_rawnet(
+        4,
+        stackwise_filters=(8, 8, 16, 16, 16, 16),
+        gru_units=16,
+        recurrent_dropout=0.0,
+        embedding_dim=EMBEDDING_DIM,
+    )
+    rng = np.random.default_rng(seed)
+    values = []
+    for weight in embedder.weights:
+        shape = tuple(weight.shape)
+        if weight.path.endswith(("gamma", "moving_variance")):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif weight.path.endswith("kernel"):  # convolutions, GRU, FC
+            value = rng.normal(0.0, 1.0 / np.sqrt(np.prod(shape[:-1])), shape)
+        else:  # biases, BN beta and moving mean
+            value = rng.normal(0.0, 0.1, shape)
+        values.append(value.astype("float32"))
+    embedder.set_weights(values)
+    return embedder
+
+
+def test_lengths_have_different_frame_counts():
+    assert [n // FRAME for n in LENGTHS] == [3, 5]
+    assert all(n % FRAME for n in LENGTHS)
+
+
+# --------------------------------------------------------------------------
+# 1. SavedModel (TensorFlow backend).
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("export_saved_model runs under the TensorFlow backend only")
+    model = build_small_rawnet(seed=5)
+    path = tmp_path_factory.mktemp("serving") / "rawnet" / "1"
+    return model, export.export_saved_model(model, path)
+
+
+@TF_ONLY
+def test_saved_model_matches_keras_without_keras(exported, tmp_path):
+    model, path = exported
+    singles = [waveforms(n, batch=2) for n in LENGTHS]
+    a, b = waveforms(LENGTHS[0], seed=1)[0], waveforms(LENGTHS[1], seed=2)[0]
+    padded = np.zeros((2, max(LENGTHS)), "float32")
+    padded[0, : a.size] = a
+    padded[1, : b.size] = b
+
+    out = serve_in_clean_process(tmp_path, path, singles, padded, [a.size, b.size])
+
+    assert out["signatures"] == ["embed_padded", "serving_default"]
+    for x, got in zip(singles, out["single"]):
+        expected = keras_embed(model, x)
+        assert np.asarray(got).shape == expected.shape == (2, EMBEDDING_DIM)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    # The lengths give different embeddings (the GRU ran 3 and 5 steps).
+    assert np.abs(keras_embed(model, singles[1][:, : LENGTHS[0]]) - keras_embed(model, singles[0])).max() > 1e-3
+    expected = np.concatenate([keras_embed(model, a[None]), keras_embed(model, b[None])])
+    np.testing.assert_allclose(out["padded"], expected, rtol=1e-4, atol=1e-4)
+
+
+def _signature_tensors(cli_output):
+    """`{signature: {("input"|"output", name): (dtype, shape)}}` from `saved_model_cli show --all`."""
+    signatures = {}
+    for block in cli_output.split("signature_def['")[1:]:
+        name = block.split("'")[0]
+        tensors = {}
+        for kind in ("input", "output"):
+            part = block.split(f"SignatureDef contains the following {kind}(s):")[1]
+            part = part.split("SignatureDef contains the following")[0].split("Method name")[0]
+            for entry in part.split("['")[1:]:
+                key = entry.split("'")[0]
+                dtype = entry.split("dtype: ")[1].split()[0]
+                shape = entry.split("shape: ")[1].split("\n")[0].strip()
+                tensors[(kind, key)] = (dtype, shape)
+        signatures[name] = tensors
+    return signatures
+
+
+@TF_ONLY
+def test_saved_model_cli_shows_the_signatures(exported):
+    _, path = exported
+    result = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", path, "--all"],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    signatures = _signature_tensors(result.stdout)
+    embeddings = ("DT_FLOAT", f"(-1, {EMBEDDING_DIM})")
+    assert signatures["serving_default"] == {
+        ("input", "waveforms"): ("DT_FLOAT", "(-1, -1)"),
+        ("output", "embeddings"): embeddings,
+    }
+    assert signatures["embed_padded"] == {
+        ("input", "waveforms"): ("DT_FLOAT", "(-1, -1)"),
+        ("input", "lengths"): ("DT_INT32", "(-1)"),
+        ("output", "embeddings"): embeddings,
+    }
+
+
+# --------------------------------------------------------------------------
+# 2. PyTorch backend: ONNX, and a SavedModel from torch-built weights.
+# --------------------------------------------------------------------------
+
+# Keras's PyTorch GRU on CPU is a Python loop over the time steps, which
+# torch.export unrolls to the example's frame count; export_onnx therefore
+# refuses a recurrent model unless asked for a fixed-length graph, whose time
+# axis is then static (other lengths are rejected, never silently truncated).
+FIXED = LENGTHS[0]
+
+
+@pytest.fixture(scope="module")
+def onnx_session(tmp_path_factory):
+    if keras.backend.backend() != "torch":
+        pytest.skip("ONNX export runs under the PyTorch backend only")
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    model = build_small_rawnet(seed=5)
+    folder = tmp_path_factory.mktemp("onnx")
+    with pytest.raises(ValueError, match=r"recurrent layers \['gru'\].*fixed_length=True"):
+        export.export_onnx(model, folder / "dynamic.onnx", example_samples=FIXED)
+    assert os.listdir(folder) == []
+    path = export.export_onnx(model, folder / "rawnet.onnx", example_samples=FIXED, fixed_length=True)
+    return model, ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+@TORCH_ONLY
+def test_fixed_length_onnx_matches_keras_and_rejects_other_lengths(onnx_session):
+    model, session = onnx_session
+    (time_axis,) = [d for d in session.get_inputs()[0].shape[1:]]
+    assert time_axis == FIXED
+    for rows in (1, 3):  # the batch axis stays dynamic
+        x = waveforms(FIXED, batch=rows)
+        (got,) = session.run(["embeddings"], {"waveforms": x})
+        expected = keras_embed(model, x)
+        assert got.shape == expected.shape == (rows, EMBEDDING_DIM)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(Exception, match="(?i)dimension|shape"):
+        session.run(["embeddings"], {"waveforms": waveforms(LENGTHS[1], batch=1)})
+
+
+@TORCH_ONLY
+@pytest.mark.slow  # two TensorFlow subprocesses (export, then serving): 15 to 30 s
+def test_torch_weights_export_to_saved_model(tmp_path):
+    model = build_small_rawnet(seed=11)
+    weights = tmp_path / "embedder.weights.h5"
+    model.save_weights(weights)
+    target = tmp_path / "rawnet" / "1"
+
+    # The builder's own seed differs: the numbers below come from the file.
+    written = export.export_from_weights(
+        build_small_rawnet, weights, target, builder_kwargs={"seed": 0}, lengths_signature=False, timeout=300
+    )
+
+    assert written == str(target)
+    singles = [waveforms(n, batch=2) for n in LENGTHS]
+    out = serve_in_clean_process(tmp_path, written, singles)
+    assert out["signatures"] == ["serving_default"]
+    for x, got in zip(singles, out["single"]):
+        np.testing.assert_allclose(got, keras_embed(model, x), rtol=1e-4, atol=1e-4)
