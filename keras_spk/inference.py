@@ -19,7 +19,7 @@ import numpy as np
 
 from keras_spk.utils._checks import check_positive_int
 
-__all__ = ["embed_files", "embed_waveforms"]
+__all__ = ["embed_files", "embed_waveforms", "embedding_function", "read_waveforms"]
 
 
 def embed_waveforms(model_or_callable, waveforms, progress=False, names=None):
@@ -48,7 +48,7 @@ def embed_waveforms(model_or_callable, waveforms, progress=False, names=None):
         raise ValueError(
             f"`names` must name each waveform. Received: {len(names)} names for {len(waveforms)} waveforms"
         )
-    embed = _embedding_function(model_or_callable)
+    embed = embedding_function(model_or_callable)
     bar = keras.utils.Progbar(len(waveforms), unit_name="utterance") if progress else None
     rows = []
     for index, waveform in enumerate(waveforms):
@@ -115,10 +115,10 @@ def embed_files(model_or_callable, paths, sample_rate=16000, progress=True, *, m
             + (" ..." if len(missing) > 10 else "")
             + ". Check the paths and the audio folder they are relative to."
         )
-    embed = _embedding_function(model_or_callable)
+    embed = embedding_function(model_or_callable)
     bar = keras.utils.Progbar(len(paths), unit_name="utterance") if progress else None
     rows = []
-    for path, waveform in zip(paths, _read_in_order(paths, sample_rate)):
+    for path, waveform in zip(paths, read_waveforms(paths, sample_rate)):
         if waveform.shape[0] < min_samples:
             raise AudioError(
                 f"{path}: {waveform.shape[0]} samples ({waveform.shape[0] / sample_rate:.3f} s at "
@@ -131,8 +131,12 @@ def embed_files(model_or_callable, paths, sample_rate=16000, progress=True, *, m
     return np.stack(rows)
 
 
-def _read_in_order(paths, sample_rate):
-    """Yields the waveform of each path in order; a decoding failure names its file."""
+def read_waveforms(paths, sample_rate):
+    """Yields the waveform (float32 `[samples]`) of each path, in order.
+
+    Files are decoded in a background `tf.data` pipeline; a file that cannot
+    be decoded raises `keras_spk.data.AudioError` naming it.
+    """
     from keras_spk.data.audio import AudioError
     from keras_spk.data.audio import find_bad_audio
     from keras_spk.data.audio import read_audio
@@ -160,8 +164,13 @@ def _read_in_order(paths, sample_rate):
         raise AudioError(problem) from None
 
 
-def _embedding_function(model_or_callable):
-    """A function `waveform [1, samples] (numpy) -> output`, for a model or a callable."""
+def embedding_function(model_or_callable):
+    """A function `waveform [1, samples] (numpy) -> output`, for a model or a callable.
+
+    A Keras model is called with `training=False` through one traced function
+    for any length (TensorFlow) or without autograd (PyTorch); build it once
+    and reuse it for many utterances. Any other callable is returned as is.
+    """
     if isinstance(model_or_callable, keras.Layer):
         return _compiled_call(model_or_callable)
     if callable(model_or_callable):

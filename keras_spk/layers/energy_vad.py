@@ -11,7 +11,7 @@ from keras_spk.utils import _checks
 # a full-scale [-1, 1] signal) are never speech. Without an absolute floor an
 # all-zero utterance would be "within threshold_db of its loudest frame"
 # everywhere and be returned whole.
-_ENERGY_FLOOR = 1e-10
+ENERGY_FLOOR = 1e-10
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -129,8 +129,8 @@ class EnergyVAD(keras.layers.Layer):
         """Boolean `[batch, frames]` speech decisions."""
         frames = _framing.frame_signal(x, self.frame_length, self.frame_step)
         energy = ops.mean(ops.square(frames), axis=-1)
-        energy_db = (10.0 / math.log(10.0)) * ops.log(ops.maximum(energy, _ENERGY_FLOOR))
-        valid = energy > _ENERGY_FLOOR
+        energy_db = (10.0 / math.log(10.0)) * ops.log(ops.maximum(energy, ENERGY_FLOOR))
+        valid = energy > ENERGY_FLOOR
         if lengths is not None:
             row_frames = _framing.num_frames(lengths, self.frame_length, self.frame_step)
             frame_index = ops.arange(ops.shape(frames)[1], dtype="int32")

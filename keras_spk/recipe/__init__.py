@@ -4,12 +4,19 @@ A recipe's `train.py` opens a run (`open_run`), reads its data
 (`load_data`), trains one or more stages (`fit_stage`, checkpointed every
 epoch and resumable), then embeds the trial utterances
 (`extract_embeddings`), prints and saves the back-end table
-(`backend_table`) and exports the embedder (`export_embedder`).
+(`backend_table`), optionally evaluates on speech-duration-limited test
+utterances (`evaluate_durations`), and exports the embedder
+(`export_embedder`).
 See `papers/rawnet/train.py` for the pattern.
 """
 
 from keras_spk.recipe.data import RecipeData
 from keras_spk.recipe.data import load_data
+from keras_spk.recipe.durations import cut_to_speech
+from keras_spk.recipe.durations import duration_conditions
+from keras_spk.recipe.durations import evaluate_durations
+from keras_spk.recipe.durations import format_duration_table
+from keras_spk.recipe.durations import write_duration_results
 from keras_spk.recipe.evaluation import backend_table
 from keras_spk.recipe.evaluation import export_embedder
 from keras_spk.recipe.evaluation import extract_embeddings
