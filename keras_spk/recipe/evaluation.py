@@ -23,7 +23,9 @@ def select_per_speaker(train, per_speaker, seed=0):
     return np.array(sorted(keep), dtype=np.int64)
 
 
-def extract_embeddings(run, embedder, train, trials, sample_rate, train_per_speaker=None, seed=0):
+def extract_embeddings(
+    run, embedder, train, trials, sample_rate, train_per_speaker=None, seed=0, min_samples=1
+):
     """Embeds the back-end training utterances and every trial utterance, once.
 
     Writes `<run>/embeddings/train.npz` (names relative to the training
@@ -41,6 +43,8 @@ def extract_embeddings(run, embedder, train, trials, sample_rate, train_per_spea
         train_per_speaker: embed at most this many utterances per training
             speaker for the back-ends (`None`: all).
         seed: int, which utterances when subsampling.
+        min_samples: int, the shortest utterance the embedder accepts; a
+            shorter file is an error naming it.
 
     Returns:
         `(train_names, train_X, train_speakers, trial_names, trial_X)`.
@@ -58,11 +62,11 @@ def extract_embeddings(run, embedder, train, trials, sample_rate, train_per_spea
     run.makedirs("embeddings")
     subset = train.select(select_per_speaker(train, train_per_speaker, seed))
     print(f"Embedding {len(subset)} training utterances (back-end training data)...")
-    X = embed_files(embedder, subset.paths, sample_rate=sample_rate)
+    X = embed_files(embedder, subset.paths, sample_rate=sample_rate, min_samples=min_samples)
     names, speakers = subset.relative_paths(), list(subset.speakers)
     save_embeddings(train_path, names, X, speakers)
     print(f"Embedding {len(trials.utterances)} evaluation utterances...")
-    trial_X = embed_files(embedder, trials.paths, sample_rate=sample_rate)
+    trial_X = embed_files(embedder, trials.paths, sample_rate=sample_rate, min_samples=min_samples)
     trial_names = list(trials.utterances)
     save_embeddings(trials_path, trial_names, trial_X)
     run.mark_stage_done("embeddings")

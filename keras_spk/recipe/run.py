@@ -27,6 +27,7 @@ import json
 import os
 import sys
 
+from keras_spk.config import ConfigError
 from keras_spk.config import dump_config
 from keras_spk.config import load_config
 from keras_spk.config import save_config
@@ -257,7 +258,10 @@ def open_run(name, argv, default_config, demo_config, parser=None):
         if not args.new_run:
             for candidate in _unfinished_runs(RUNS_ROOT, name):
                 info = _read_json(os.path.join(candidate, "run.json"))
-                saved = load_config(os.path.join(candidate, "config.yaml"), defaults=default_config)
+                try:
+                    saved = load_config(os.path.join(candidate, "config.yaml"), defaults=default_config)
+                except (ConfigError, OSError):
+                    continue  # a run of another version of the recipe: never resumed silently
                 if info.get("data") == data and not _diff(saved, config):
                     print(f"Resuming the interrupted run {candidate} (same config and data; --new-run starts afresh).")
                     return _open_existing(name, candidate, info, saved), args

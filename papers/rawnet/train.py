@@ -164,6 +164,7 @@ def main(argv=None, callbacks=()):
         config["data"]["sample_rate"],
         train_per_speaker=evaluation["train_utterances_per_speaker"],
         seed=config["seed"],
+        min_samples=rawnet_data.MIN_SAMPLES,
     )
     recipe.backend_table(
         run,
