@@ -28,6 +28,41 @@ class RecipeData:
         """Label index of every training utterance."""
         return self.train.labels(self.speaker_map)
 
+    def steps_per_epoch(self, batch_size):
+        """Full batches per epoch; an error when there is not even one."""
+        steps = len(self.train) // batch_size
+        if steps == 0:
+            raise RunError(
+                f"{len(self.train)} training utterances do not fill one batch of "
+                f"data.batch_size={batch_size}; lower it."
+            )
+        return steps
+
+    def training_dataset(self, config, start_epoch=0):
+        """Training crops for a trainer that takes `[waveform, labels]` and adds its own losses.
+
+        An endless, resumable stream of epochs from `start_epoch`
+        (`keras_spk.data.training_dataset(..., start_epoch=...)`), with
+        `config["data"]`'s `crop_samples`, `batch_size` and `sample_rate`
+        and `config["seed"]`.
+
+        Returns:
+            A `tf.data.Dataset` of `((waveforms [batch, crop], labels [batch]),)`.
+        """
+        from keras_spk.data import training_dataset
+
+        data = config["data"]
+        dataset = training_dataset(
+            self.train.paths,
+            self.labels(),
+            data["crop_samples"],
+            data["batch_size"],
+            sample_rate=data["sample_rate"],
+            seed=config["seed"],
+            start_epoch=start_epoch,
+        )
+        return dataset.map(lambda waveforms, labels: ((waveforms, labels),))
+
 
 def load_data(run, allow_speaker_overlap=False):
     """Reads the run's training data and trial list, and checks them.
@@ -87,3 +122,41 @@ def load_data(run, allow_speaker_overlap=False):
         f"eval:  {len(trials)} trials over {len(trials.utterances)} utterances from {eval_dir}"
     )
     return RecipeData(train, speaker_map, trials, train_dir, eval_dir, trials_path)
+
+
+def start_run(name, argv, default_config, demo_config, description):
+    """Everything a recipe's `main` does before building its models.
+
+    Parses the command line and opens (or resumes) the run folder
+    (`open_run`), seeds Python, NumPy and the backend with `config["seed"]`,
+    and reads and checks the data (`load_data`).
+
+    Args:
+        name: the recipe's name (`runs/<name>-<timestamp>`).
+        argv: command-line arguments.
+        default_config, demo_config: the recipe's full and demo configs.
+        description: the `--help` text.
+
+    Returns:
+        `(run, data)`: the `Run` and its `RecipeData`.
+    """
+    import keras
+
+    from keras_spk.recipe.run import open_run
+    from keras_spk.recipe.run import recipe_parser
+
+    parser = recipe_parser(name, description)
+    run, args = open_run(name, argv, default_config, demo_config, parser)
+    print(f"run folder: {run.path}  (backend: {keras.backend.backend()})")
+    keras.utils.set_random_seed(run.config["seed"])
+    return run, load_data(run, allow_speaker_overlap=args.allow_speaker_overlap)
+
+
+def stage_options(config, callbacks=()):
+    """`fit_stage` keyword arguments from the config's `train` section and extra callbacks."""
+    train = config["train"]
+    return {
+        "callbacks": list(callbacks),
+        "keep_checkpoints": train["keep_checkpoints"],
+        "verbose": train["verbose"],
+    }

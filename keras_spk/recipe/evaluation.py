@@ -14,6 +14,8 @@ def select_per_speaker(train, per_speaker, seed=0):
     """
     if per_speaker is None:
         return np.arange(len(train))
+    if per_speaker == 0:
+        return np.arange(0)
     rng = np.random.default_rng(seed)
     speakers = np.asarray(train.speakers)
     keep = []
@@ -41,7 +43,8 @@ def extract_embeddings(
         trials: `keras_spk.data.Trials` of the evaluation.
         sample_rate: int.
         train_per_speaker: embed at most this many utterances per training
-            speaker for the back-ends (`None`: all).
+            speaker for the back-ends (`None`: all; `0`: none, when only
+            back-ends that learn nothing are asked for).
         seed: int, which utterances when subsampling.
         min_samples: int, the shortest utterance the embedder accepts; a
             shorter file is an error naming it.
@@ -56,15 +59,18 @@ def extract_embeddings(
     train_path = run.join("embeddings", "train.npz")
     trials_path = run.join("embeddings", "trials.npz")
     if run.stage_done("embeddings"):
-        names, X, speakers = load_embeddings(train_path, with_speakers=True)
+        names, X, speakers = [], None, []
+        if os.path.exists(train_path):
+            names, X, speakers = load_embeddings(train_path, with_speakers=True)
         trial_names, trial_X = load_embeddings(trials_path)
         return list(names), X, list(speakers), list(trial_names), trial_X
     run.makedirs("embeddings")
     subset = train.select(select_per_speaker(train, train_per_speaker, seed))
-    print(f"Embedding {len(subset)} training utterances (back-end training data)...")
-    X = embed_files(embedder, subset.paths, sample_rate=sample_rate, min_samples=min_samples)
-    names, speakers = subset.relative_paths(), list(subset.speakers)
-    save_embeddings(train_path, names, X, speakers)
+    names, speakers, X = subset.relative_paths(), list(subset.speakers), None
+    if len(subset):
+        print(f"Embedding {len(subset)} training utterances (back-end training data)...")
+        X = embed_files(embedder, subset.paths, sample_rate=sample_rate, min_samples=min_samples)
+        save_embeddings(train_path, names, X, speakers)
     print(f"Embedding {len(trials.utterances)} evaluation utterances...")
     trial_X = embed_files(embedder, trials.paths, sample_rate=sample_rate, min_samples=min_samples)
     trial_names = list(trials.utterances)
@@ -103,7 +109,7 @@ def backend_table(run, embeddings, trials, backends, settings=None, seed=0, verb
     result = evaluate_backends(
         backends,
         X,
-        np.asarray(speakers),
+        np.asarray(speakers) if X is not None else None,
         trial_X,
         enroll,
         test,
@@ -158,3 +164,86 @@ def export_embedder(run, embedder, version=1):
     else:
         export.export_from_model_file(keras_path, target, overwrite=True)
     return keras_path, target
+
+
+# `evaluation` config keys read here; every other key is a back-end setting
+# (`keras_spk.scoring.evaluate_backends`).
+EVALUATION_KEYS = (
+    "backends",
+    "train_utterances_per_speaker",
+    "verbose",
+    "enroll_durations",
+    "test_durations",
+)
+
+
+def backend_settings(evaluation):
+    """The back-end settings of an `evaluation` config section (the keys not in `EVALUATION_KEYS`)."""
+    return {k: v for k, v in evaluation.items() if k not in EVALUATION_KEYS}
+
+
+def evaluate_and_export(run, embedder, data, min_samples=1):
+    """A recipe's last steps, after training: embeddings, tables, export; then the run is finished.
+
+    Reads the run config's sections:
+    - `evaluation`: `backends` (table order), `train_utterances_per_speaker`
+      (`null`: all; `0`: none, for back-ends that learn nothing), `verbose`,
+      optionally `enroll_durations` and `test_durations` (the
+      duration-limited table, `keras_spk.recipe.durations`; omitted or
+      empty: not run), and the back-end settings;
+    - `export`: `enabled`, `version`;
+    - `data.sample_rate`, `seed`.
+
+    Args:
+        run: the `Run`.
+        embedder: the trained embedder (waveforms -> embeddings).
+        data: the run's `RecipeData`.
+        min_samples: int, the shortest utterance the embedder accepts.
+
+    Returns:
+        The back-end table's rows.
+    """
+    config = run.config
+    evaluation = config["evaluation"]
+    sample_rate = config["data"]["sample_rate"]
+    per_speaker = evaluation["train_utterances_per_speaker"]
+    embeddings = extract_embeddings(
+        run,
+        embedder,
+        data.train,
+        data.trials,
+        sample_rate,
+        train_per_speaker=per_speaker,
+        seed=config["seed"],
+        min_samples=min_samples,
+    )
+    rows = backend_table(
+        run,
+        embeddings,
+        data.trials,
+        evaluation["backends"],
+        settings=backend_settings(evaluation),
+        seed=config["seed"],
+        verbose=evaluation["verbose"],
+    )
+    if evaluation.get("test_durations"):
+        from keras_spk.recipe import durations
+
+        duration_rows = durations.evaluate_durations(
+            embedder,
+            data.trials,
+            enroll_durations=evaluation.get("enroll_durations") or (None,),
+            test_durations=evaluation["test_durations"],
+            sample_rate=sample_rate,
+            min_samples=min_samples,
+            progress=True,
+        )
+        durations.write_duration_results(duration_rows, run.makedirs("results"))
+        print("\n" + durations.format_duration_table(duration_rows))
+    if config["export"]["enabled"]:
+        keras_path, saved_model = export_embedder(run, embedder, config["export"]["version"])
+        print(f"embedder: {keras_path}\nSavedModel for TF Serving: {saved_model}")
+    else:
+        save_embedder(run, embedder)
+    run.mark_finished()
+    return rows

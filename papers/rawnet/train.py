@@ -89,15 +89,6 @@ def inference_embedder(config, num_speakers, embedder):
     return copy
 
 
-# `evaluation` keys that are not settings of `keras_spk.scoring.evaluate_backends`.
-_EVALUATION_KEYS = ("backends", "train_utterances_per_speaker", "verbose")
-
-
-def backend_settings(config):
-    """Settings of `keras_spk.scoring.evaluate_backends`: the rest of the `evaluation` section."""
-    return {k: v for k, v in config["evaluation"].items() if k not in _EVALUATION_KEYS}
-
-
 def main(argv=None, callbacks=()):
     """Runs the recipe; returns the `Run` (its folder holds every result).
 
@@ -108,9 +99,12 @@ def main(argv=None, callbacks=()):
     started = time.time()
     from keras_spk import recipe
 
-    parser = recipe.recipe_parser("rawnet", __doc__.split("\n\n")[0])
-    run, args = recipe.open_run(
-        "rawnet", sys.argv[1:] if argv is None else argv, DEFAULT_CONFIG, DEMO_CONFIG, parser
+    run, data = recipe.start_run(
+        "rawnet",
+        sys.argv[1:] if argv is None else argv,
+        DEFAULT_CONFIG,
+        DEMO_CONFIG,
+        __doc__.split("\n\n")[0],
     )
     import keras
 
@@ -120,26 +114,15 @@ def main(argv=None, callbacks=()):
     from papers.rawnet.model import transfer_pretrained
 
     config = run.config
-    print(f"run folder: {run.path}  (backend: {keras.backend.backend()})")
-    keras.utils.set_random_seed(config["seed"])
-    data = recipe.load_data(run, allow_speaker_overlap=args.allow_speaker_overlap)
     num_speakers = len(data.speaker_map)
-    steps = rawnet_data.steps_per_epoch(data, config)
-    if steps == 0:
-        raise ValueError(
-            f"{len(data.train)} training utterances do not fill one batch of "
-            f"data.batch_size={config['data']['batch_size']}; lower it."
-        )
-    train_cfg = config["train"]
+    rawnet_data.check_crop(config)
     stage_args = {
-        "steps_per_epoch": steps,
-        "callbacks": callbacks,
-        "keep_checkpoints": train_cfg["keep_checkpoints"],
-        "verbose": train_cfg["verbose"],
+        "steps_per_epoch": data.steps_per_epoch(config["data"]["batch_size"]),
+        **recipe.stage_options(config, callbacks),
     }
 
     def make_dataset(start_epoch):
-        return rawnet_data.training_data(data, config, start_epoch)
+        return data.training_dataset(config, start_epoch)
 
     # 1. CNN pre-training (section 2.2).
     cnn_trainer, _ = build_rawnet_cnn(num_speakers, **cnn_settings(config))
@@ -151,38 +134,12 @@ def main(argv=None, callbacks=()):
     if config["pretrain"]["epochs"] > 0:
         transfer_pretrained(cnn_trainer, trainer)
     compile_trainer(trainer, config)
-    recipe.fit_stage(run, "train", trainer, make_dataset, train_cfg["epochs"], **stage_args)
+    recipe.fit_stage(run, "train", trainer, make_dataset, config["train"]["epochs"], **stage_args)
 
-    # 3.-4. Embeddings of whole utterances and the back-end table.
+    # 3.-5. Embeddings of whole utterances, the back-end table, export (the SavedModel is
+    # re-built under TensorFlow when trained under another backend).
     inference = inference_embedder(config, num_speakers, embedder)
-    evaluation = config["evaluation"]
-    embeddings = recipe.extract_embeddings(
-        run,
-        inference,
-        data.train,
-        data.trials,
-        config["data"]["sample_rate"],
-        train_per_speaker=evaluation["train_utterances_per_speaker"],
-        seed=config["seed"],
-        min_samples=rawnet_data.MIN_SAMPLES,
-    )
-    recipe.backend_table(
-        run,
-        embeddings,
-        data.trials,
-        evaluation["backends"],
-        settings=backend_settings(config),
-        seed=config["seed"],
-        verbose=evaluation["verbose"],
-    )
-
-    # 5. The embedder for serving (re-loaded under TensorFlow when trained under another backend).
-    if config["export"]["enabled"]:
-        keras_path, saved_model = recipe.export_embedder(run, inference, config["export"]["version"])
-        print(f"embedder: {keras_path}\nSavedModel for TF Serving: {saved_model}")
-    else:
-        recipe.save_embedder(run, inference)
-    run.mark_finished()
+    recipe.evaluate_and_export(run, inference, data, min_samples=rawnet_data.MIN_SAMPLES)
     print(f"\nbackend: {keras.backend.backend()}, wall time {time.time() - started:.0f} s\nrun folder: {run.path}")
     return run
 

@@ -30,6 +30,7 @@ TINY = [
     "--evaluation.pair_classifier=logistic",
     "--evaluation.n_pairs=200",
     "--evaluation.dcae_epochs=2",
+    "--evaluation.test_durations=[1, null]",
 ]
 
 
@@ -86,7 +87,13 @@ def test_interrupted_run_resumes_and_finishes(corpus, tmp_path):
     assert [r["backend"] for r in rows] == ["cosine", "plda", "concat_mul", "dcae"]
     for r in rows:
         assert 0.0 <= r["eer"] <= 1.0 and 0.0 <= r["min_dcf_0.01"] <= 1.0
-    for name in ("table.txt", "results.csv", "det.png", "backend_plda.npz"):
+    with open(os.path.join(out, "results", "duration.json")) as f:
+        durations = json.load(f)
+    conditions = [(r["enroll"], r["test"]) for r in durations["results"]]
+    assert conditions == [("full", "1 s"), ("full", "full")]
+    # The full-length condition is the back-end table's cosine row.
+    assert durations["results"][1]["eer"] == pytest.approx(rows[0]["eer"], abs=1e-9)
+    for name in ("table.txt", "results.csv", "det.png", "backend_plda.npz", "duration_table.txt"):
         assert os.path.getsize(os.path.join(out, "results", name)) > 0
     assert os.path.exists(os.path.join(out, "export", "1", "saved_model.pb"))
 
