@@ -8,7 +8,7 @@ import importlib
 
 from keras_spk.version import __version__
 
-_SUBPACKAGES = ("config", "data", "export", "layers", "losses", "metrics", "recipe", "scoring", "utils")
+_SUBPACKAGES = ("config", "data", "export", "layers", "losses", "metrics", "models", "recipe", "scoring", "utils")
 
 
 def __getattr__(name):

@@ -1,0 +1,324 @@
+"""Tests of keras_spk.models.ResNetBackbone.
+
+Run as a script (`KERAS_BACKEND=... python tests/models/resnet_test.py OUT.npz`),
+this file computes its `BACKEND_CASES` under that backend; the cross-backend
+test below uses it to compare the two backends.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_spk import models
+from keras_spk.models import ResNetBackbone
+from tests.test_case import run_backend_case
+from tests.test_case import set_seeded_weights
+from tests.test_case import to_numpy
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+# Four stages, one block each, the FPM paper's strides: fast to run.
+SMALL = {
+    "stackwise_num_filters": [4, 8, 16, 32],
+    "stackwise_num_blocks": [1, 1, 1, 1],
+    "stackwise_num_strides": [1, 2, 2, 2],
+    "stem_filters": 4,
+    "feature_shape": (None, 16, 1),
+}
+
+
+def _count(weights):
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def _features(batch, time, freq=16, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, time, freq, 1)).astype("float32")
+
+
+def _shapes(outputs):
+    return {key: tuple(value.shape) for key, value in outputs.items()}
+
+
+# --------------------------------------------------------------------------
+# 1. Parameter counts, derived by hand.
+# --------------------------------------------------------------------------
+
+
+def test_parameter_count_of_a_small_basic_block_network():
+    backbone = ResNetBackbone(
+        stackwise_num_filters=[4, 8, 16],
+        stackwise_num_blocks=[2, 1, 2],
+        stackwise_num_strides=[1, 2, (2, 1)],
+        stem_filters=3,
+        feature_shape=(None, 16, 1),
+    )
+    # Convolutions have no bias; each BN has 2 c trainable (gamma, beta) and
+    # 2 c non-trainable (moving mean, variance) weights.
+    # stem: 7x7 conv 1 -> 3 = 147, BN 6                                 -> 153
+    # stage 1, block 1 (3 -> 4, projection shortcut since 3 != 4):
+    #   3x3 3->4 = 108, 3x3 4->4 = 144, two BN 16, 1x1 3->4 = 12, BN 8  -> 288
+    # stage 1, block 2 (4 -> 4): 144 + 144 + 16                         -> 304
+    # stage 2, block 1 (4 -> 8, stride 2):
+    #   3x3 4->8 = 288, 3x3 8->8 = 576, BN 32, 1x1 4->8 = 32, BN 16     -> 944
+    # stage 3, block 1 (8 -> 16, stride (2, 1)):
+    #   3x3 8->16 = 1152, 3x3 16->16 = 2304, BN 64, 1x1 8->16 = 128, BN 32 -> 3680
+    # stage 3, block 2 (16 -> 16): 2304 + 2304 + 64                     -> 4672
+    assert _count(backbone.trainable_weights) == 153 + 288 + 304 + 944 + 3680 + 4672 == 10041
+    # BN channels: stem 3; stage 1: 4 + 4 + 4, 4 + 4; stage 2: 8 + 8 + 8;
+    # stage 3: 16 + 16 + 16, 16 + 16 = 127 channels, 2 moving statistics each.
+    assert _count(backbone.non_trainable_weights) == 2 * 127 == 254
+
+
+def test_parameter_count_of_a_bottleneck_block_with_squeeze_excitation():
+    backbone = ResNetBackbone(
+        stackwise_num_filters=[2],
+        stackwise_num_blocks=[1],
+        stackwise_num_strides=[1],
+        block_type="bottleneck_block",
+        stem_filters=4,
+        use_squeeze_excitation=True,
+        squeeze_excitation_ratio=4,
+        feature_shape=(None, 8, 1),
+    )
+    # stem: 7x7 conv 1 -> 4 = 196, BN 8                                 -> 204
+    # block (4 -> 4 * 2 = 8 channels):
+    #   1x1 4->2 = 8, BN 4; 3x3 2->2 = 36, BN 4; 1x1 2->8 = 16, BN 16;
+    #   shortcut 1x1 4->8 = 32, BN 16;
+    #   SE on 8 channels, 8 // 4 = 2 units: 8*2 + 2 + 2*8 + 8 = 42     -> 174
+    assert _count(backbone.trainable_weights) == 204 + 174 == 378
+    assert _shapes(backbone(_features(1, 5, freq=8))) == {"C2": (1, 5, 8, 8)}
+
+
+def test_paper_resnet_34_parameter_count():
+    backbone = ResNetBackbone()  # FPM paper, Table 1
+    # stem 7x7x1x32 + BN 64; per stage (c_in -> c, n blocks), 3x3 convolutions
+    # 9 c_in c + (2 n - 1) 9 c^2, a 1x1 shortcut c_in c when c_in != c, and
+    # 2 c per BN (2 n BNs, one more with a shortcut).
+    stem = 49 * 32 + 64
+    stage1 = 6 * 9 * 32 * 32 + 6 * 2 * 32
+    stage2 = 9 * 32 * 64 + 7 * 9 * 64 * 64 + 32 * 64 + 9 * 2 * 64
+    stage3 = 9 * 64 * 128 + 11 * 9 * 128 * 128 + 64 * 128 + 13 * 2 * 128
+    stage4 = 9 * 128 * 256 + 5 * 9 * 256 * 256 + 128 * 256 + 7 * 2 * 256
+    assert _count(backbone.trainable_weights) == stem + stage1 + stage2 + stage3 + stage4
+    assert _count(backbone.trainable_weights) == 5_324_640
+
+
+# --------------------------------------------------------------------------
+# 2. Shapes, variable length.
+# --------------------------------------------------------------------------
+
+
+def test_paper_output_shapes_for_a_3_second_input():
+    backbone = ResNetBackbone()
+    # Table 1 for T = 300: 64 x T x 32, 32 x T/2 x 64, 16 x T/4 x 128, 8 x T/8 x 256
+    # (time first here; T/8 = 37.5 is rounded up by "same" padding).
+    assert {key: tuple(t.shape) for key, t in backbone.pyramid_outputs.items()} == {
+        "C2": (None, None, 64, 32),
+        "C3": (None, None, 32, 64),
+        "C4": (None, None, 16, 128),
+        "C5": (None, None, 8, 256),
+    }
+    spec = backbone.compute_output_spec(keras.KerasTensor((2, 300, 64, 1)))
+    assert _shapes(spec) == {
+        "C2": (2, 300, 64, 32),
+        "C3": (2, 150, 32, 64),
+        "C4": (2, 75, 16, 128),
+        "C5": (2, 38, 8, 256),
+    }
+    assert backbone.pyramid_levels == ["C2", "C3", "C4", "C5"]
+
+
+@pytest.mark.parametrize("time", [1, 2, 7, 37, 64])
+def test_variable_length_input_gives_ceil_halved_time(time):
+    backbone = ResNetBackbone(**SMALL)
+    out = backbone(_features(2, time), training=False)
+    expected, t = {}, time
+    for level, (freq, channels) in enumerate([(16, 4), (8, 8), (4, 16), (2, 32)]):
+        expected[f"C{level + 2}"] = (2, t, freq, channels)
+        t = -(-t // 2)
+    assert _shapes(out) == expected
+    assert all(np.all(np.isfinite(to_numpy(v))) for v in out.values())
+
+
+def test_one_model_serves_every_length_inside_a_compiled_predict():
+    backbone = ResNetBackbone(**SMALL)
+    for time in (13, 40):
+        out = backbone.predict(_features(1, time), verbose=0)
+        assert out["C5"].shape == (1, -(-time // 8), 2, 32)
+
+
+def test_time_frequency_strides_and_stem_options():
+    backbone = ResNetBackbone(
+        stackwise_num_filters=[4, 8],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[(1, 2), (2, 1)],
+        stem_filters=4,
+        stem_kernel_size=3,
+        stem_strides=(1, 2),
+        stem_max_pooling=True,
+        feature_shape=(None, 32, 1),
+    )
+    # stem stride (1, 2): (20, 16); max pooling 2: (10, 8); stage 1 (1, 2):
+    # (10, 4); stage 2 (2, 1): (5, 4).
+    assert _shapes(backbone(_features(1, 20, freq=32))) == {
+        "C2": (1, 10, 4, 4),
+        "C3": (1, 5, 4, 8),
+    }
+    assert backbone.get_layer("stem_conv").kernel.shape == (3, 3, 1, 4)
+
+
+def test_an_identity_block_adds_its_input():
+    # With the residual branch's last BN scaled to zero, a block whose stride
+    # and width do not change returns relu(x): the shortcut is the identity.
+    backbone = ResNetBackbone(
+        stackwise_num_filters=[3],
+        stackwise_num_blocks=[1],
+        stackwise_num_strides=[1],
+        stem_filters=3,
+        feature_shape=(None, 6, 1),
+    )
+    bn = backbone.get_layer("stack1_block1_2_bn")
+    bn.gamma.assign(np.zeros(3, "float32"))
+    bn.beta.assign(np.zeros(3, "float32"))
+    x = _features(1, 9, freq=6, seed=2)
+    stem = keras.Model(backbone.input, backbone.get_layer("stem_relu").output)
+    np.testing.assert_allclose(
+        to_numpy(backbone(x)["C2"]), np.maximum(to_numpy(stem(x)), 0.0), atol=1e-6
+    )
+    with pytest.raises(ValueError):
+        backbone.get_layer("stack1_block1_0_conv")  # no projection shortcut
+
+
+# --------------------------------------------------------------------------
+# 3. Saving, config, registry, bad arguments.
+# --------------------------------------------------------------------------
+
+
+def test_config_round_trip_and_keras_file(tmp_path):
+    backbone = ResNetBackbone(
+        **dict(SMALL, block_type="bottleneck_block", use_squeeze_excitation=True), name="net"
+    )
+    config = backbone.get_config()
+    clone = ResNetBackbone.from_config(config)
+    assert clone.get_config() == config
+    assert clone.name == "net" and clone.count_params() == backbone.count_params()
+    x = _features(2, 11)
+    set_seeded_weights(backbone, seed=1, scale=0.3)
+    path = tmp_path / "resnet.keras"
+    backbone.save(path)
+    restored = keras.saving.load_model(path)
+    assert isinstance(restored, ResNetBackbone)
+    expected = backbone(x, training=False)
+    got = restored(x, training=False)
+    for key in expected:
+        np.testing.assert_allclose(to_numpy(got[key]), to_numpy(expected[key]), atol=1e-5)
+
+
+def test_registry():
+    assert models.get("resnet") is ResNetBackbone
+    with pytest.raises(ValueError, match="Valid models"):
+        models.get("resnet51")
+
+
+def test_fit_step_trains_through_the_pyramid():
+    backbone = ResNetBackbone(**SMALL)
+    features = keras.Input((None, 16, 1))
+    pooled = keras.layers.GlobalAveragePooling2D()(backbone(features)["C5"])
+    model = keras.Model(features, keras.layers.Dense(2)(pooled))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = to_numpy(backbone.get_layer("stem_conv").kernel).copy()
+    history = model.fit(_features(4, 24), np.ones((4, 2), "float32"), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert np.abs(to_numpy(backbone.get_layer("stem_conv").kernel) - before).max() > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"stackwise_num_filters": []}, "stackwise_num_filters"),
+        ({"stackwise_num_blocks": [3, 4, 0, 3]}, "stackwise_num_blocks"),
+        ({"stackwise_num_strides": [1, 2, 2]}, "one entry per stage"),
+        ({"stackwise_num_strides": [1, 2, (2, 0), 2]}, "stackwise_num_strides"),
+        ({"stackwise_num_strides": "2222"}, "stackwise_num_strides"),
+        ({"block_type": "basic"}, "block_type"),
+        ({"stem_filters": 0}, "stem_filters"),
+        ({"stem_strides": (1, 2, 3)}, "stem_strides"),
+        ({"stem_max_pooling": 1}, "stem_max_pooling"),
+        ({"squeeze_excitation_ratio": 0}, "squeeze_excitation_ratio"),
+        ({"feature_shape": (None, 64)}, "feature_shape"),
+        ({"feature_shape": (None, 64, None)}, "feature_shape"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ResNetBackbone(**kwargs)
+
+
+# --------------------------------------------------------------------------
+# 4. Same weights, same outputs under both backends.
+# --------------------------------------------------------------------------
+
+
+def _backend_case(**overrides):
+    def factory():
+        settings = dict(SMALL, **overrides)
+        return ResNetBackbone(**settings), _features(2, 21, seed=4), {"training": False}
+
+    return factory
+
+
+# Computed here and, in a subprocess, under the other backend (see
+# `test_same_outputs_under_the_other_backend`).
+BACKEND_CASES = {
+    "basic blocks": _backend_case(),
+    "bottleneck blocks with SE, stem pooling": _backend_case(
+        block_type="bottleneck_block", use_squeeze_excitation=True, stem_max_pooling=True
+    ),
+}
+
+
+def compute_cases():
+    """{"case|C2": array, ...} of every `BACKEND_CASES` entry under this backend."""
+    out = {}
+    for case, factory in BACKEND_CASES.items():
+        for key, value in run_backend_case(factory, seed=3).items():
+            out[f"{case}|{key}"] = np.asarray(value)
+    return out
+
+
+def test_same_outputs_under_the_other_backend(tmp_path):
+    here = compute_cases()
+    other = "torch" if keras.backend.backend() == "tensorflow" else "tensorflow"
+    env = dict(
+        os.environ,
+        KERAS_BACKEND=other,
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    path = tmp_path / "other.npz"
+    result = subprocess.run(
+        [sys.executable, __file__, str(path)],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    with np.load(path) as there:
+        assert set(there.files) == set(here)
+        for key in sorted(here):
+            assert np.std(here[key]) > 1e-2, f"{key}: a degenerate output"
+            np.testing.assert_allclose(
+                there[key], here[key], rtol=1e-4, atol=1e-4, err_msg=f"{key} differs"
+            )
+
+
+if __name__ == "__main__":
+    np.savez(sys.argv[1], **compute_cases())
