@@ -73,6 +73,7 @@ def load_keras_model(path):
     import keras
 
     import keras_spk.layers  # noqa: F401  (registers keras_spk's layers for loading)
+    import keras_spk.models  # noqa: F401  (and its backbones)
 
     try:
         return keras.saving.load_model(path, compile=False)

@@ -218,6 +218,7 @@ def _resolve(name):
 def _load_embedder(spec):
     """Builds or loads the model described by `spec` (in the current backend)."""
     import keras_spk.layers  # noqa: F401  (registers the layers for .keras loading)
+    import keras_spk.models  # noqa: F401  (and the backbones)
 
     if spec.get("model"):
         return keras.saving.load_model(spec["model"], compile=False)

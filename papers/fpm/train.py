@@ -1,0 +1,125 @@
+"""FPM (Jung et al., Interspeech 2020): train a multi-scale system, evaluate by duration, export.
+
+    python papers/fpm/train.py                         # demo corpus, configs/demo.yaml
+    python papers/fpm/train.py --config papers/fpm/configs/msea_fpm_tc_lde.yaml \\
+        --data VOX1/dev --eval-data VOX1/test --trials VOX1/veri_test.txt
+    python papers/fpm/train.py --resume [RUN_DIR]      # continue an interrupted run
+
+Steps, each resumable:
+1. training (section 4.2): log-mel ResNet-34 with the configured aggregation
+   (Single, MSFA or MSEA, without FPM or with FPM-B / FPM-TC) and pooling
+   (GAP, SAP, LDE); softmax, or A-softmax with ring loss; SGD with momentum
+   0.9 and a step learning-rate schedule;
+2. embeddings of whole test utterances, cosine scoring (EER, minDCF);
+3. the duration table (Tables 5-6): test utterances cut by the energy VAD to
+   1, 2, 3, 5 s of speech and full length, against 5-s and full enrolment;
+4. export: `embedder.keras` and a SavedModel in `export/<version>/`.
+
+Everything goes into one run folder (see `keras_spk.recipe.run`).
+"""
+
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# PyTorch's OpenMP threads otherwise spin while the tf.data threads decode audio on the
+# same cores; on 2 cores that made training steps up to 10x slower (unset it to compare).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+HERE = os.path.dirname(os.path.abspath(__file__))
+if __package__ in (None, ""):  # run as a script: make `papers.fpm` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+
+DEFAULT_CONFIG = os.path.join(HERE, "configs", "fpm.yaml")
+DEMO_CONFIG = os.path.join(HERE, "configs", "demo.yaml")
+
+
+def model_settings(config):
+    """Keyword arguments of `build_system` from the config's `model` section (nulls: the system's)."""
+    model = dict(config["model"])
+    model.pop("system")
+    backbone = {}
+    if model.pop("stage_filters") is not None:
+        backbone["stackwise_num_filters"] = tuple(config["model"]["stage_filters"])
+    if model.pop("stem_filters") is not None:
+        backbone["stem_filters"] = config["model"]["stem_filters"]
+    settings = {k: v for k, v in model.items() if v is not None}
+    if backbone:
+        settings["backbone_config"] = backbone
+    settings["sample_rate"] = config["data"]["sample_rate"]
+    return settings
+
+
+def learning_rate(config, steps_per_epoch):
+    """The step schedule as a `PiecewiseConstantDecay` (or a constant).
+
+    `learning_rate`, times `lr_drop_factor` at each `lr_drop_at` fraction of
+    the epochs; during the first `warmup_epochs` epochs a tenth of it (the
+    constant warm-up of He et al.'s deepest CIFAR ResNets), which keeps a
+    narrow network from diverging in its first steps.
+    """
+    import keras
+
+    opt, epochs = config["optimizer"], config["train"]["epochs"]
+    total = epochs * steps_per_epoch
+    rate = opt["learning_rate"]
+    drops = sorted({int(round(f * epochs)) * steps_per_epoch for f in opt["lr_drop_at"]})
+    points = [(b, rate * opt["lr_drop_factor"] ** (i + 1)) for i, b in enumerate(drops) if 0 < b < total]
+    warmup = opt["warmup_epochs"] * steps_per_epoch
+    if 0 < warmup < total:
+        points = [(warmup, rate)] + [(b, v) for b, v in points if b > warmup]
+        first = rate * 0.1
+    else:
+        first = rate
+    if not points:
+        return rate
+    boundaries = [b for b, _ in points]
+    values = [first] + [v for _, v in points]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def main(argv=None, callbacks=()):
+    """Runs the recipe; returns the `Run` (its folder holds every result).
+
+    Args:
+        argv: command-line arguments (default `sys.argv[1:]`).
+        callbacks: extra Keras callbacks for training.
+    """
+    started = time.time()
+    from keras_spk import recipe
+
+    run, data = recipe.start_run(
+        "fpm",
+        sys.argv[1:] if argv is None else argv,
+        DEFAULT_CONFIG,
+        DEMO_CONFIG,
+        __doc__.split("\n\n")[0],
+    )
+    import keras
+
+    from papers.fpm import data as fpm_data
+    from papers.fpm.model import build_system
+
+    config = run.config
+    steps = data.steps_per_epoch(config["data"]["batch_size"])
+    trainer, embedder = build_system(config["model"]["system"], len(data.speaker_map), **model_settings(config))
+    trainer.compile(
+        optimizer=keras.optimizers.SGD(learning_rate(config, steps), momentum=config["optimizer"]["momentum"]),
+        loss=None,
+    )
+    recipe.fit_stage(
+        run,
+        "train",
+        trainer,
+        lambda start_epoch: data.training_dataset(config, start_epoch),
+        config["train"]["epochs"],
+        steps_per_epoch=steps,
+        **recipe.stage_options(config, callbacks),
+    )
+    recipe.evaluate_and_export(run, embedder, data, min_samples=fpm_data.min_samples(config))
+    print(f"\nbackend: {keras.backend.backend()}, wall time {time.time() - started:.0f} s\nrun folder: {run.path}")
+    return run
+
+
+if __name__ == "__main__":
+    main()
