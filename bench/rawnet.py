@@ -44,6 +44,8 @@ import subprocess
 import sys
 import time
 
+from _threads import set_threads  # bench/_threads.py (this script's folder)
+
 CROP = 59049
 UTTERANCE_SECONDS = 4.0
 SAMPLE_RATE = 16000
@@ -56,23 +58,6 @@ def _build(recurrent_dropout):
     from papers.rawnet.model import build_rawnet
 
     return build_rawnet(NUM_SPEAKERS, recurrent_dropout=recurrent_dropout)
-
-
-def set_threads(threads):
-    """Sets the backend's CPU thread count (0 keeps its default); before any op runs."""
-    if threads <= 0:
-        return
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    else:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def time_training_step(batch, steps):
