@@ -156,11 +156,10 @@ def test_saved_model_matches_keras_without_keras(exported, tmp_path):
     assert np.abs(keras_embed(model, padded[:1]) - expected[:1]).max() > 1e-3
 
 
-@TF_ONLY
-def test_saved_model_cli_lists_both_signatures(exported):
-    _, path = exported
+def saved_model_cli_show(path):
+    """The output of `saved_model_cli show --dir PATH --all` (which must succeed)."""
     result = subprocess.run(
-        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", path, "--all"],
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", str(path), "--all"],
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
         capture_output=True,
         text=True,
@@ -168,7 +167,31 @@ def test_saved_model_cli_lists_both_signatures(exported):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    text = result.stdout
+    return result.stdout
+
+
+def signature_tensors(cli_output):
+    """`{signature: {("input"|"output", name): (dtype, shape)}}` from `saved_model_cli show --all`."""
+    signatures = {}
+    for block in cli_output.split("signature_def['")[1:]:
+        name = block.split("'")[0]
+        tensors = {}
+        for kind in ("input", "output"):
+            part = block.split(f"SignatureDef contains the following {kind}(s):")[1]
+            part = part.split("SignatureDef contains the following")[0].split("Method name")[0]
+            for entry in part.split("['")[1:]:
+                key = entry.split("'")[0]
+                dtype = entry.split("dtype: ")[1].split()[0]
+                shape = entry.split("shape: ")[1].split("\n")[0].strip()
+                tensors[(kind, key)] = (dtype, shape)
+        signatures[name] = tensors
+    return signatures
+
+
+@TF_ONLY
+def test_saved_model_cli_lists_both_signatures(exported):
+    _, path = exported
+    text = saved_model_cli_show(path)
     blocks = {}
     for block in text.split("signature_def['")[1:]:
         blocks[block.split("'")[0]] = block

@@ -15,8 +15,6 @@ RawNet embeds `samples // 3 ** 7` frames, so lengths are chosen by frames.
 """
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -24,9 +22,13 @@ import pytest
 
 from keras_spk import export
 from papers.rawnet.model import build_rawnet
-from tests.export.savedmodel_test import keras_embed
-from tests.export.savedmodel_test import serve_in_clean_process
-from tests.export.savedmodel_test import waveforms
+from tests.export.savedmodel_test import (
+    keras_embed,
+    saved_model_cli_show,
+    serve_in_clean_process,
+    signature_tensors,
+    waveforms,
+)
 
 FRAME = 3**7  # samples per RawNet frame (stride 3, then six poolings of 3)
 # 3 and 5 frames, neither length a whole multiple of FRAME.
@@ -114,37 +116,10 @@ def test_saved_model_matches_keras_without_keras(exported, tmp_path):
     np.testing.assert_allclose(out["padded"], expected, rtol=1e-4, atol=1e-4)
 
 
-def _signature_tensors(cli_output):
-    """`{signature: {("input"|"output", name): (dtype, shape)}}` from `saved_model_cli show --all`."""
-    signatures = {}
-    for block in cli_output.split("signature_def['")[1:]:
-        name = block.split("'")[0]
-        tensors = {}
-        for kind in ("input", "output"):
-            part = block.split(f"SignatureDef contains the following {kind}(s):")[1]
-            part = part.split("SignatureDef contains the following")[0].split("Method name")[0]
-            for entry in part.split("['")[1:]:
-                key = entry.split("'")[0]
-                dtype = entry.split("dtype: ")[1].split()[0]
-                shape = entry.split("shape: ")[1].split("\n")[0].strip()
-                tensors[(kind, key)] = (dtype, shape)
-        signatures[name] = tensors
-    return signatures
-
-
 @TF_ONLY
 def test_saved_model_cli_shows_the_signatures(exported):
     _, path = exported
-    result = subprocess.run(
-        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", path, "--all"],
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    signatures = _signature_tensors(result.stdout)
+    signatures = signature_tensors(saved_model_cli_show(path))
     embeddings = ("DT_FLOAT", f"(-1, {EMBEDDING_DIM})")
     assert signatures["serving_default"] == {
         ("input", "waveforms"): ("DT_FLOAT", "(-1, -1)"),
