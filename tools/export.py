@@ -32,7 +32,8 @@ def parse_args(argv):
         "--onnx-fixed-samples",
         type=int,
         help="export ONNX with the time axis fixed to this many samples (needed for recurrent "
-        "models such as RawNet, whose GRU loop is unrolled; the SavedModel takes any length)",
+        "layers other than standard GRUs, e.g. LSTM; GRU models such as RawNet keep a dynamic "
+        "time axis)",
     )
     parser.add_argument("--no-padded-signature", action="store_true", help="omit the embed_padded signature")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")

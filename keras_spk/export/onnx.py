@@ -50,9 +50,124 @@ def _squeeze_dim_translation():
     return squeeze_dim
 
 
-def _recurrent_layers(model):
-    """Names of the recurrent layers (`keras.layers.RNN`, e.g. GRU, LSTM) in `model`."""
-    return [layer.name for layer in model._flatten_layers() if isinstance(layer, keras.layers.RNN)]
+_GRU_OP = None
+
+
+def _gru_op():
+    """PyTorch's fused GRU as an opaque custom op (`keras_spk::gru`), created once.
+
+    `torch.export` keeps a custom op as one node with symbolic shapes, where
+    it would unroll Keras's Python loop over the time steps (or decompose
+    `aten.gru`) to the example's length.
+    """
+    global _GRU_OP
+    if _GRU_OP is not None:
+        return _GRU_OP
+    import torch
+    from torch import Tensor
+
+    @torch.library.custom_op("keras_spk::gru", mutates_args=())
+    def gru(
+        inputs: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        out, h = torch._VF.gru(
+            inputs, h0.unsqueeze(0), [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0, False, False, True
+        )
+        return out.contiguous(), h.squeeze(0).contiguous()
+
+    @gru.register_fake
+    def _(inputs, h0, w_ih, w_hh, b_ih, b_hh):
+        units = w_hh.shape[1]
+        return inputs.new_empty((inputs.shape[0], inputs.shape[1], units)), inputs.new_empty(
+            (inputs.shape[0], units)
+        )
+
+    _GRU_OP = gru
+    return gru
+
+
+def _gru_translation():
+    """ONNX translation of `keras_spk::gru`: one ONNX `GRU` node with a dynamic time axis.
+
+    PyTorch's GRU applies the reset gate after the recurrent projection,
+    `n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`, which is ONNX's
+    `GRU(linear_before_reset=1)`; PyTorch orders the gates `[r, z, n]`,
+    ONNX `[z, r, h]`.
+    """
+    from onnxscript import opset18 as op
+
+    def gru(inputs, h0, w_ih, w_hh, b_ih, b_hh):
+        hidden = w_hh.shape[1]
+
+        def zrn(w):
+            r = op.Slice(w, [0], [hidden], [0])
+            z = op.Slice(w, [hidden], [2 * hidden], [0])
+            n = op.Slice(w, [2 * hidden], [3 * hidden], [0])
+            return op.Concat(z, r, n, axis=0)
+
+        x = op.Transpose(inputs, perm=[1, 0, 2])  # batch-major -> time-major
+        w = op.Unsqueeze(zrn(w_ih), [0])
+        r = op.Unsqueeze(zrn(w_hh), [0])
+        b = op.Unsqueeze(op.Concat(zrn(b_ih), zrn(b_hh), axis=0), [0])
+        y, y_h = op.GRU(
+            x, w, r, b, initial_h=op.Unsqueeze(h0, [0]), hidden_size=hidden, linear_before_reset=1
+        )
+        return op.Transpose(op.Squeeze(y, [1]), perm=[1, 0, 2]), op.Squeeze(y_h, [0])
+
+    return gru
+
+
+@contextlib.contextmanager
+def _exportable_gru():
+    """Routes Keras's PyTorch GRU (tanh / sigmoid, `reset_after=True`) through `keras_spk::gru`.
+
+    Same function as Keras's CPU loop (which its GPU path also computes with
+    `torch._VF.gru`), but exported as one node with a dynamic time axis.
+    """
+    import importlib
+
+    import torch
+    from keras.src import activations
+
+    # The module, not the `rnn` function that `keras.src.backend.torch` also exports.
+    rnn = importlib.import_module("keras.src.backend.torch.rnn")
+    original = rnn._fallback_gru
+    op = _gru_op()
+
+    def exportable(inputs, initial_state, kernel, recurrent_kernel, bias, activation,
+                   recurrent_activation, return_sequences):
+        standard = activation in (activations.tanh, torch.tanh, keras.ops.tanh) and (
+            recurrent_activation in (activations.sigmoid, torch.sigmoid, keras.ops.sigmoid)
+        )
+        if not standard:
+            return original(inputs, initial_state, kernel, recurrent_kernel, bias, activation,
+                            recurrent_activation, return_sequences)
+        params = rnn.prepare_gru_params(kernel, recurrent_kernel, bias, inputs.device)
+        outputs, h = op(inputs, initial_state, *params)
+        return h, (outputs if return_sequences else h.unsqueeze(1)), [h]
+
+    rnn._fallback_gru = exportable
+    try:
+        yield
+    finally:
+        rnn._fallback_gru = original
+
+
+def _unexportable_recurrent_layers(model):
+    """Recurrent layers whose time loop `torch.export` would unroll (all but standard GRUs)."""
+    found = []
+    for layer in model._flatten_layers():
+        if not isinstance(layer, keras.layers.RNN):
+            continue
+        standard_gru = (
+            isinstance(layer, keras.layers.GRU)
+            and layer.cell.reset_after
+            and keras.activations.serialize(layer.cell.activation) == "tanh"
+            and keras.activations.serialize(layer.cell.recurrent_activation) == "sigmoid"
+        )
+        if not standard_gru:
+            found.append(layer.name)
+    return found
 
 
 def export_onnx(
@@ -77,13 +192,14 @@ def export_onnx(
     the model are fixed at that trace.
 
     Recurrent layers: on CPU, Keras's PyTorch backend runs a GRU or LSTM as a
-    Python loop over the time steps, which `torch.export` unrolls to the
-    example's number of steps. The graph would then accept other lengths but
-    silently use that many frames, so a model with a recurrent layer is
-    refused unless `fixed_length=True`, which exports a graph whose time
-    axis is fixed to `example_samples` (other lengths are rejected by the
-    ONNX runtime; crop or pad utterances to that length, or serve the
-    SavedModel, which handles any length). The file is written beside `path`
+    Python loop over the time steps, which `torch.export` would unroll to
+    the example's number of steps (the graph would then silently use that
+    many frames of a longer input). GRUs with tanh / sigmoid activations and
+    `reset_after=True` (Keras's defaults, RawNet's GRU) are exported as one
+    ONNX `GRU` node instead, with a dynamic time axis. Other recurrent layers
+    (e.g. LSTM) are refused unless `fixed_length=True`, which exports a graph
+    whose time axis is fixed to `example_samples` (other lengths are then
+    rejected by the ONNX runtime). The file is written beside `path`
     under a temporary name and renamed to `path` when complete.
 
     Args:
@@ -94,7 +210,8 @@ def export_onnx(
             exporter is implemented with; others are converted to).
         example_samples: int, length of the example input used for tracing.
         fixed_length: bool, export with the time axis fixed to
-            `example_samples` (required for models with recurrent layers).
+            `example_samples` (required for recurrent layers other than
+            standard GRUs).
         overwrite: bool, replace an existing `path`.
 
     Returns:
@@ -104,8 +221,8 @@ def export_onnx(
         RuntimeError: if the Keras backend is not PyTorch.
         ImportError: if `onnx` / `onnxscript` are not installed.
         FileExistsError: if `path` exists and `overwrite` is `False`.
-        ValueError: if the model has recurrent layers and `fixed_length` is
-            `False`.
+        ValueError: if the model has recurrent layers other than standard
+            GRUs and `fixed_length` is `False`.
 
     Example:
 
@@ -120,14 +237,15 @@ def export_onnx(
             "Run it with KERAS_BACKEND=torch after loading the model or its weights "
             "(weights saved with model.save_weights() load under any backend)."
         )
-    recurrent = _recurrent_layers(embedder)
+    recurrent = _unexportable_recurrent_layers(embedder)
     if recurrent and not fixed_length:
         raise ValueError(
             f"{embedder.name!r} has recurrent layers {recurrent}: their PyTorch loop over time steps "
             "is unrolled by torch.export, so the ONNX graph would silently use only as many frames "
-            f"as the {example_samples}-sample example. Pass fixed_length=True (and "
-            "example_samples=<the length you will feed>) for a fixed-length graph, or serve the "
-            "SavedModel (keras_spk.export.export_saved_model), which takes any length."
+            f"as the {example_samples}-sample example (only standard GRUs export with a dynamic "
+            "time axis). Pass fixed_length=True (and example_samples=<the length you will feed>) "
+            "for a fixed-length graph, or serve the SavedModel (keras_spk.export.export_saved_model), "
+            "which takes any length."
         )
     path = os.path.abspath(os.fspath(path))
     if os.path.lexists(path) and not overwrite:
@@ -164,7 +282,8 @@ def export_onnx(
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".partial")
     os.close(fd)
     try:
-        with torch.no_grad():
+        _gru_op()  # registers torch.ops.keras_spk.gru
+        with torch.no_grad(), _exportable_gru():
             torch.onnx.export(
                 module,
                 (example,),
@@ -176,7 +295,10 @@ def export_onnx(
                 opset_version=int(opset),
                 external_data=False,
                 verbose=False,
-                custom_translation_table={torch.ops.aten.squeeze.dim: _squeeze_dim_translation()},
+                custom_translation_table={
+                    torch.ops.aten.squeeze.dim: _squeeze_dim_translation(),
+                    torch.ops.keras_spk.gru.default: _gru_translation(),
+                },
             )
         os.replace(tmp, path)
     finally:

@@ -137,10 +137,10 @@ def test_saved_model_cli_shows_the_signatures(exported):
 # --------------------------------------------------------------------------
 
 # Keras's PyTorch GRU on CPU is a Python loop over the time steps, which
-# torch.export unrolls to the example's frame count; export_onnx therefore
-# refuses a recurrent model unless asked for a fixed-length graph, whose time
-# axis is then static (other lengths are rejected, never silently truncated).
-FIXED = LENGTHS[0]
+# torch.export would unroll to the example's frame count; export_onnx exports
+# it as one ONNX GRU node instead. The example has 3 frames; the checks use
+# 3, 5 and 9 (and batches of 2, 3 and 1).
+ONNX_LENGTHS = (LENGTHS[0], LENGTHS[1], 9 * FRAME + 17)
 
 
 @pytest.fixture(scope="module")
@@ -150,27 +150,41 @@ def onnx_session(tmp_path_factory):
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
     model = build_small_rawnet(seed=5)
-    folder = tmp_path_factory.mktemp("onnx")
-    with pytest.raises(ValueError, match=r"recurrent layers \['gru'\].*fixed_length=True"):
-        export.export_onnx(model, folder / "dynamic.onnx", example_samples=FIXED)
-    assert os.listdir(folder) == []
-    path = export.export_onnx(model, folder / "rawnet.onnx", example_samples=FIXED, fixed_length=True)
+    path = export.export_onnx(
+        model, tmp_path_factory.mktemp("onnx") / "rawnet.onnx", example_samples=LENGTHS[0]
+    )
     return model, ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 
 
 @TORCH_ONLY
-def test_fixed_length_onnx_matches_keras_and_rejects_other_lengths(onnx_session):
+def test_onnx_matches_keras_on_other_lengths(onnx_session):
     model, session = onnx_session
-    (time_axis,) = [d for d in session.get_inputs()[0].shape[1:]]
-    assert time_axis == FIXED
-    for rows in (1, 3):  # the batch axis stays dynamic
-        x = waveforms(FIXED, batch=rows)
+    assert [n // FRAME for n in ONNX_LENGTHS] == [3, 5, 9]
+    for length, rows in zip(ONNX_LENGTHS, (2, 3, 1)):  # the batch size varies too
+        x = waveforms(length, batch=rows)
         (got,) = session.run(["embeddings"], {"waveforms": x})
         expected = keras_embed(model, x)
         assert got.shape == expected.shape == (rows, EMBEDDING_DIM)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@TORCH_ONLY
+def test_lstm_needs_a_fixed_length_onnx_graph(tmp_path):
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    waveform = keras.Input((None,))
+    frames = keras.layers.Reshape((-1, 100))(waveform)
+    model = keras.Model(waveform, keras.layers.LSTM(4, name="lstm")(frames))
+    with pytest.raises(ValueError, match=r"recurrent layers \['lstm'\].*fixed_length=True"):
+        export.export_onnx(model, tmp_path / "dynamic.onnx", example_samples=500)
+    assert os.listdir(tmp_path) == []
+    path = export.export_onnx(model, tmp_path / "fixed.onnx", example_samples=500, fixed_length=True)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    x = waveforms(500, batch=2)
+    (got,) = session.run(["embeddings"], {"waveforms": x})
+    np.testing.assert_allclose(got, keras_embed(model, x), rtol=1e-4, atol=1e-4)
     with pytest.raises(Exception, match="(?i)dimension|shape"):
-        session.run(["embeddings"], {"waveforms": waveforms(LENGTHS[1], batch=1)})
+        session.run(["embeddings"], {"waveforms": waveforms(700, batch=1)})
 
 
 @TORCH_ONLY
