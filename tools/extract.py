@@ -44,6 +44,8 @@ def load_embedder(path):
     The embedder is a Keras model, or for a SavedModel a function mapping a
     float32 numpy array `[1, samples]` to embeddings `[1, dim]`.
     """
+    from keras_spk.utils.loading import load_model
+
     path = os.fspath(path)
     fix = (
         "Give a .keras model file, a run folder holding embedder.keras, or a SavedModel "
@@ -56,7 +58,7 @@ def load_embedder(path):
             return load_saved_model(path), f"SavedModel {path}"
         model_file = os.path.join(path, RUN_FOLDER_MODEL)
         if os.path.isfile(model_file):
-            return load_keras_model(model_file), f"Keras model {model_file}"
+            return load_model(model_file), f"Keras model {model_file}"
         raise ValueError(
             f"--model {path} is a folder but neither a SavedModel (no saved_model.pb) nor a run "
             f"folder (no {RUN_FOLDER_MODEL}). {fix}"
@@ -66,22 +68,7 @@ def load_embedder(path):
             f"--model {path} is not a .keras file. {fix} (A .weights.h5 file holds no architecture: "
             "load it into the model's builder and save it with model.save('embedder.keras').)"
         )
-    return load_keras_model(path), f"Keras model {path}"
-
-
-def load_keras_model(path):
-    import keras
-
-    import keras_spk.layers  # noqa: F401  (registers keras_spk's layers for loading)
-    import keras_spk.models  # noqa: F401  (and its backbones)
-
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except (TypeError, ValueError, OSError) as error:
-        raise ValueError(
-            f"Cannot load the Keras model {path}: {error}. Custom layers outside keras_spk must be "
-            "registered with keras.saving.register_keras_serializable by an imported module."
-        ) from error
+    return load_model(path), f"Keras model {path}"
 
 
 def load_saved_model(path):

@@ -18,6 +18,9 @@ import tempfile
 
 import keras
 
+from keras_spk.utils.loading import check_model_file
+from keras_spk.utils.loading import load_model
+
 SERVING_SIGNATURE = "serving_default"
 PADDED_SIGNATURE = "embed_padded"
 OUTPUT_KEY = "embeddings"
@@ -217,11 +220,8 @@ def _resolve(name):
 
 def _load_embedder(spec):
     """Builds or loads the model described by `spec` (in the current backend)."""
-    import keras_spk.layers  # noqa: F401  (registers the layers for .keras loading)
-    import keras_spk.models  # noqa: F401  (and the backbones)
-
     if spec.get("model"):
-        return keras.saving.load_model(spec["model"], compile=False)
+        return load_model(spec["model"])
     embedder = _resolve(spec["builder"])(**spec.get("builder_kwargs", {}))
     embedder.load_weights(spec["weights"])
     return embedder
@@ -347,10 +347,14 @@ def export_from_model_file(model_path, path, *, lengths_signature=True, overwrit
 
     Returns:
         The absolute path written.
+
+    Raises:
+        FileNotFoundError: if `model_path` does not exist.
+        ValueError: if `model_path` is not a `.keras` file.
+        RuntimeError: if the export fails in the subprocess; the message
+            carries the end of its error output.
     """
-    model_path = os.path.abspath(os.fspath(model_path))
-    if not os.path.isfile(model_path):
-        raise FileNotFoundError(f"Model file not found: {model_path}. Write it with model.save('embedder.keras').")
+    model_path = check_model_file(os.path.abspath(os.fspath(model_path)))
     spec = {
         "model": model_path,
         "path": os.path.abspath(os.fspath(path)),

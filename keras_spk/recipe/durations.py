@@ -47,9 +47,6 @@ full              5.85  3.64  2.83  2.41  2.17
 ['results/duration_table.txt', 'results/duration.json', 'results/duration.csv']
 """
 
-import csv
-import io
-import json
 import math
 import os
 
@@ -58,6 +55,8 @@ import numpy as np
 
 from keras_spk.layers.energy_vad import ENERGY_FLOOR
 from keras_spk.utils import _checks
+from keras_spk.utils.files import check_result_metadata
+from keras_spk.utils.files import write_result_files
 
 __all__ = [
     "cut_to_speech",
@@ -597,37 +596,16 @@ def write_duration_results(rows, directory, metadata=None):
             (e.g. the backend, the model or the settings).
 
     Returns:
-        The list of paths written.
+        The list of paths written, in the order of the list above.
     """
-    from keras_spk.utils.files import atomic_write_text
-
-    if metadata is not None and (not isinstance(metadata, dict) or "results" in metadata):
-        raise ValueError(
-            "`metadata` must be a dict without a 'results' key (the rows go there). "
-            f"Received: {metadata!r:.80}"
-        )
+    # Checked before the rows, so that a bad `metadata` is the error reported.
+    check_result_metadata(metadata)
     rows = list(rows)
-    table = format_duration_table(rows)
-    directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
-    written = []
-
-    path = os.path.join(directory, "duration_table.txt")
-    atomic_write_text(path, table + "\n")
-    written.append(path)
-
-    path = os.path.join(directory, "duration.json")
-    atomic_write_text(path, json.dumps({**(metadata or {}), "results": rows}, indent=2) + "\n")
-    written.append(path)
-
-    fieldnames = []
-    for row in rows:
-        fieldnames.extend(key for key in row if key not in fieldnames)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    path = os.path.join(directory, "duration.csv")
-    atomic_write_text(path, buffer.getvalue())
-    written.append(path)
-    return written
+    return write_result_files(
+        directory,
+        format_duration_table(rows),
+        rows,
+        table_stem="duration_table",
+        results_stem="duration",
+        metadata=metadata,
+    )

@@ -62,10 +62,7 @@ write_results(result.rows, result.scores, trial_labels, "results/")
 ```
 """
 
-import csv
 import dataclasses
-import io
-import json
 import os
 import time
 from typing import NamedTuple
@@ -75,7 +72,8 @@ import numpy as np
 from keras_spk import metrics
 from keras_spk.utils._checks import check_positive_int
 from keras_spk.utils._checks import is_int
-from keras_spk.utils.files import atomic_write_text
+from keras_spk.utils.files import check_result_metadata
+from keras_spk.utils.files import write_result_files
 
 __all__ = [
     "BACKENDS",
@@ -619,44 +617,17 @@ def write_results(rows, scores, trial_labels, directory, metadata=None, plot=Tru
         title: title of the DET plot.
 
     Returns:
-        The list of paths written.
+        The list of paths written, in the order of the list above.
     """
-    if metadata is not None and (not isinstance(metadata, dict) or "results" in metadata):
-        raise ValueError(
-            "`metadata` must be a dict without a 'results' key (the rows go there). "
-            f"Received: {metadata!r:.80}"
-        )
+    # Checked before the scores, so that a bad `metadata` is the error reported.
+    check_result_metadata(metadata)
     missing = [r["backend"] for r in rows if r["backend"] not in scores]
     if missing:
         raise ValueError(
             f"No scores for back-end(s) {', '.join(missing)}: `scores` must map every row's "
             "back-end name to its trial scores."
         )
-    table = format_table(rows)
-    directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
-    written = []
-
-    path = os.path.join(directory, "table.txt")
-    atomic_write_text(path, table + "\n")
-    written.append(path)
-
-    path = os.path.join(directory, "results.json")
-    document = {**(metadata or {}), "results": rows}
-    atomic_write_text(path, json.dumps(document, indent=2) + "\n")
-    written.append(path)
-
-    fieldnames = []
-    for row in rows:
-        fieldnames.extend(key for key in row if key not in fieldnames)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row)
-    path = os.path.join(directory, "results.csv")
-    atomic_write_text(path, buffer.getvalue())
-    written.append(path)
+    written = write_result_files(directory, format_table(rows), rows, metadata=metadata)
 
     if plot:
         from keras_spk.scoring.plots import plot_det
