@@ -8,15 +8,15 @@ from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from sklearn.utils.validation import validate_data
 
+from keras_spk.scoring._keras_training import check_training_params
+from keras_spk.scoring._keras_training import kernel_regularizer
+from keras_spk.scoring._keras_training import predict_in_chunks
+from keras_spk.scoring._keras_training import seeded_keras
+from keras_spk.scoring._keras_training import train_model
 from keras_spk.utils._checks import check_non_negative_real
 from keras_spk.utils._checks import check_positive_int
-from keras_spk.utils._checks import check_positive_real
-from keras_spk.utils._checks import is_int
 
 __all__ = ["DCAE"]
-
-# Rows per forward pass in `transform` (memory bound only).
-_TRANSFORM_CHUNK = 8192
 
 
 def _check_alpha(value):
@@ -193,31 +193,14 @@ class DCAE(TransformerMixin, BaseEstimator):
         return tags
 
     def _checked_params(self):
-        hidden = self.hidden_units
-        if is_int(hidden):
-            hidden = (hidden,)
-        if not isinstance(hidden, (tuple, list)):
-            raise ValueError(
-                "`hidden_units` must be a positive int or a sequence of them (empty for a "
-                f"linear encoder). Received: hidden_units={self.hidden_units!r}"
-            )
-        hidden = tuple(check_positive_int("hidden_units", units) for units in hidden)
-        if not is_int(self.seed):
-            raise ValueError(f"`seed` must be an integer. Received: seed={self.seed!r}")
         return {
+            **check_training_params(self, allow_empty_hidden=True),
             "n_components": check_positive_int("n_components", self.n_components),
-            "hidden_units": hidden,
-            "negative_slope": check_non_negative_real("negative_slope", self.negative_slope),
             "reconstruction_weight": check_non_negative_real(
                 "reconstruction_weight", self.reconstruction_weight
             ),
             "center_weight": check_non_negative_real("center_weight", self.center_weight),
             "center_alpha": _check_alpha(self.center_alpha),
-            "weight_decay": check_non_negative_real("weight_decay", self.weight_decay),
-            "learning_rate": float(check_positive_real("learning_rate", self.learning_rate)),
-            "lr_decay": check_non_negative_real("lr_decay", self.lr_decay),
-            "epochs": check_positive_int("epochs", self.epochs),
-            "batch_size": check_positive_int("batch_size", self.batch_size),
         }
 
     def _build_model(self, keras, n_features, n_speakers, params):
@@ -225,9 +208,7 @@ class DCAE(TransformerMixin, BaseEstimator):
         from keras_spk.layers import SoftmaxHead
 
         # === Layers ===
-        regularizer = (
-            keras.regularizers.L2(params["weight_decay"]) if params["weight_decay"] else None
-        )
+        regularizer = kernel_regularizer(params["weight_decay"])
 
         def dense(units, name):
             return keras.layers.Dense(units, kernel_regularizer=regularizer, name=name)
@@ -295,31 +276,22 @@ class DCAE(TransformerMixin, BaseEstimator):
         rms = float(np.sqrt(np.mean(np.square(X - mean))))
         scale = rms if rms > 0.0 else 1.0  # constant embeddings: nothing to rescale
 
-        import keras
-
-        keras.utils.set_random_seed(int(self.seed))
+        keras = seeded_keras(self.seed)
         trainer, encoder = self._build_model(keras, X.shape[1], classes.shape[0], params)
-        schedule = keras.optimizers.schedules.InverseTimeDecay(
-            params["learning_rate"], decay_steps=1, decay_rate=params["lr_decay"]
-        )
         # XLA compilation of a model this small costs more time than it saves.
-        trainer.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=schedule, amsgrad=True),
-            loss=None,
-            jit_compile=False,
-        )
-        history = trainer.fit(
+        loss_curve = train_model(
+            trainer,
             [((X - mean) / scale).astype(np.float32), speakers.reshape(-1).astype(np.int32)],
-            epochs=params["epochs"],
-            batch_size=params["batch_size"],
-            shuffle=True,
+            None,
+            params,
             verbose=self.verbose,
+            jit_compile=False,
         )
         self.mean_ = mean
         self.scale_ = scale
         self.classes_ = classes
         self.encoder_ = encoder
-        self.loss_curve_ = [float(v) for v in history.history["loss"]]
+        self.loss_curve_ = loss_curve
         self.n_components_ = params["n_components"]
         return self
 
@@ -335,10 +307,4 @@ class DCAE(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         Z = ((X.astype(np.float64) - self.mean_) / self.scale_).astype(np.float32)
-        import keras
-
-        chunks = [
-            keras.ops.convert_to_numpy(self.encoder_(Z[i : i + _TRANSFORM_CHUNK], training=False))
-            for i in range(0, Z.shape[0], _TRANSFORM_CHUNK)
-        ]
-        return np.concatenate(chunks, axis=0).astype(np.float64)
+        return predict_in_chunks(self.encoder_, Z)

@@ -7,16 +7,14 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 from sklearn.utils.validation import validate_data
 
+from keras_spk.scoring._keras_training import check_training_params
+from keras_spk.scoring._keras_training import kernel_regularizer
+from keras_spk.scoring._keras_training import predict_in_chunks
+from keras_spk.scoring._keras_training import seeded_keras
+from keras_spk.scoring._keras_training import train_model
 from keras_spk.utils._checks import check_non_negative_real
-from keras_spk.utils._checks import check_positive_int
-from keras_spk.utils._checks import check_positive_real
-from keras_spk.utils._checks import is_int
 
 __all__ = ["DNNPairClassifier"]
-
-# Rows per forward pass at prediction time (memory bound only; no effect on results
-# beyond float rounding).
-_PREDICT_CHUNK = 8192
 
 
 def _check_rate(name, value):
@@ -121,34 +119,15 @@ class DNNPairClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     def _checked_params(self):
-        hidden = self.hidden_units
-        if is_int(hidden):
-            hidden = (hidden,)
-        if not isinstance(hidden, (tuple, list)) or not hidden:
-            raise ValueError(
-                "`hidden_units` must be a positive int or a non-empty sequence of them. "
-                f"Received: hidden_units={self.hidden_units!r}"
-            )
-        hidden = tuple(check_positive_int("hidden_units", units) for units in hidden)
-        if not is_int(self.seed):
-            raise ValueError(f"`seed` must be an integer. Received: seed={self.seed!r}")
         return {
-            "hidden_units": hidden,
+            **check_training_params(self),
             "dropout": _check_rate("dropout", self.dropout),
             "input_dropout": _check_rate("input_dropout", self.input_dropout),
-            "negative_slope": check_non_negative_real("negative_slope", self.negative_slope),
-            "weight_decay": check_non_negative_real("weight_decay", self.weight_decay),
-            "learning_rate": float(check_positive_real("learning_rate", self.learning_rate)),
-            "lr_decay": check_non_negative_real("lr_decay", self.lr_decay),
-            "epochs": check_positive_int("epochs", self.epochs),
-            "batch_size": check_positive_int("batch_size", self.batch_size),
         }
 
     def _build_model(self, keras, n_features, n_classes, params):
         # === Layers ===
-        regularizer = (
-            keras.regularizers.L2(params["weight_decay"]) if params["weight_decay"] else None
-        )
+        regularizer = kernel_regularizer(params["weight_decay"])
         inputs = keras.Input(shape=(n_features,), name="pair_features")
         x = inputs
         if params["input_dropout"]:
@@ -190,28 +169,19 @@ class DNNPairClassifier(ClassifierMixin, BaseEstimator):
                 f"non-target pairs). Received one class: {classes[0]!r}"
             )
 
-        import keras
-
-        keras.utils.set_random_seed(int(self.seed))
+        keras = seeded_keras(self.seed)
         model = self._build_model(keras, X.shape[1], classes.shape[0], params)
-        schedule = keras.optimizers.schedules.InverseTimeDecay(
-            params["learning_rate"], decay_steps=1, decay_rate=params["lr_decay"]
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=schedule, amsgrad=True),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-        )
-        history = model.fit(
+        loss_curve = train_model(
+            model,
             X.astype(np.float32),
             encoded.astype(np.int32),
-            epochs=params["epochs"],
-            batch_size=params["batch_size"],
-            shuffle=True,
+            params,
+            loss=keras.losses.SparseCategoricalCrossentropy(),
             verbose=self.verbose,
         )
         self.classes_ = classes
         self.model_ = model
-        self.loss_curve_ = [float(v) for v in history.history["loss"]]
+        self.loss_curve_ = loss_curve
         return self
 
     def _logits(self, X):
@@ -220,11 +190,7 @@ class DNNPairClassifier(ClassifierMixin, BaseEstimator):
         import keras
 
         logits_model = keras.Model(self.model_.input, self.model_.get_layer("logits").output)
-        chunks = [
-            keras.ops.convert_to_numpy(logits_model(X[i : i + _PREDICT_CHUNK], training=False))
-            for i in range(0, X.shape[0], _PREDICT_CHUNK)
-        ]
-        return np.concatenate(chunks, axis=0).astype(np.float64)
+        return predict_in_chunks(logits_model, X)
 
     def decision_function(self, X):
         """Verification scores: log posterior odds `z_1 - z_0` of `classes_[1]`.

@@ -11,8 +11,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_spk.data import make_demo_corpus
 from papers.fpm import train
+from tests.papers._corpus import data_args
+from tests.papers._corpus import make_tiny_corpus
 
 TINY = [
     "--data.crop_samples=8240",  # 0.5 s: 50 frames
@@ -34,24 +35,12 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("corpus") / "demo")
-    make_demo_corpus(
-        root,
-        seed=5,
-        num_train_speakers=4,
-        num_train_utterances=4,
-        num_test_speakers=3,
-        num_test_utterances=3,
-        videos_per_speaker=2,
-        min_duration=1.0,
-        max_duration=1.5,
-    )
-    return root
+    return make_tiny_corpus(tmp_path_factory, seed=5)
 
 
 def test_fpm_recipe_runs_end_to_end(corpus, tmp_path):
     out = str(tmp_path / "run")
-    data = ["--data", f"{corpus}/train", "--eval-data", f"{corpus}/test", "--trials", f"{corpus}/trials.txt"]
+    data = data_args(corpus)
     run = train.main(data + ["--output", out] + TINY)
     assert run.finished
     assert run.config["model"]["stage_filters"] == [4, 4, 8, 8]
@@ -79,5 +68,7 @@ def test_fpm_recipe_runs_end_to_end(corpus, tmp_path):
     names, stored = load_embeddings(os.path.join(out, "embeddings", "trials.npz"))
     from keras_spk.inference import embed_files
 
-    again = embed_files(embedder, [os.path.join(corpus, "test", n) for n in names[:2]], progress=False)
+    again = embed_files(
+        embedder, [os.path.join(corpus, "test", n) for n in names[:2]], progress=False
+    )
     np.testing.assert_allclose(again, stored[:2], rtol=1e-4, atol=1e-5)

@@ -12,8 +12,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_spk.data import make_demo_corpus
 from papers.rawnet import train
+from tests.papers._corpus import data_args
+from tests.papers._corpus import make_tiny_corpus
 
 TINY = [
     "--data.crop_samples=2187",  # 3^7: one frame after the CNN
@@ -36,19 +37,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("corpus") / "demo")
-    make_demo_corpus(
-        root,
-        seed=3,
-        num_train_speakers=4,
-        num_train_utterances=4,
-        num_test_speakers=3,
-        num_test_utterances=3,
-        videos_per_speaker=2,
-        min_duration=1.0,
-        max_duration=1.5,
-    )
-    return root
+    return make_tiny_corpus(tmp_path_factory, seed=3)
 
 
 class StopAfter(keras.callbacks.Callback):
@@ -65,7 +54,7 @@ class StopAfter(keras.callbacks.Callback):
 
 def test_interrupted_run_resumes_and_finishes(corpus, tmp_path):
     out = str(tmp_path / "run")
-    data = ["--data", f"{corpus}/train", "--eval-data", f"{corpus}/test", "--trials", f"{corpus}/trials.txt"]
+    data = data_args(corpus)
     with pytest.raises(KeyboardInterrupt):
         train.main(data + ["--output", out] + TINY, callbacks=[StopAfter(2)])
     assert sorted(os.listdir(os.path.join(out, "checkpoints", "train"))) == [
@@ -103,7 +92,9 @@ def test_interrupted_run_resumes_and_finishes(corpus, tmp_path):
 
     embedder = keras.saving.load_model(os.path.join(out, "embedder.keras"), compile=False)
     names, stored = load_embeddings(os.path.join(out, "embeddings", "trials.npz"))
-    again = embed_files(embedder, [os.path.join(corpus, "test", n) for n in names[:3]], progress=False)
+    again = embed_files(
+        embedder, [os.path.join(corpus, "test", n) for n in names[:3]], progress=False
+    )
     np.testing.assert_allclose(again, stored[:3], rtol=1e-4, atol=1e-5)
 
     with pytest.raises(Exception, match="finished run"):
