@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from keras_spk.utils import _checks
+from keras_spk.utils._initializers import fresh_initializer
 
 
 class BottleneckGate(keras.layers.Layer):
@@ -60,13 +61,13 @@ class BottleneckGate(keras.layers.Layer):
         self.squeeze_kernel = self.add_weight(
             name="squeeze_kernel",
             shape=(channels, units),
-            initializer=self.kernel_initializer,
+            initializer=fresh_initializer(self.kernel_initializer),
             regularizer=self.kernel_regularizer,
         )
         self.excite_kernel = self.add_weight(
             name="excite_kernel",
             shape=(units, channels),
-            initializer=self.kernel_initializer,
+            initializer=fresh_initializer(self.kernel_initializer),
             regularizer=self.kernel_regularizer,
         )
         if self.use_bias:

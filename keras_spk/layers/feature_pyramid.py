@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_spk.layers import _pyramid
 from keras_spk.utils import _checks
+from keras_spk.utils._initializers import fresh_initializer
 
 UPSAMPLINGS = ("bilinear", "transposed")
 
@@ -119,7 +120,7 @@ class FeaturePyramid(keras.layers.Layer):
     def _conv_kwargs(self):
         return {
             "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer,
+            "kernel_initializer": fresh_initializer(self.kernel_initializer),
             "kernel_regularizer": self.kernel_regularizer,
             "dtype": self.dtype_policy,
         }

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _pyramid
+from keras_spk.utils._initializers import fresh_initializer
 
 MODES = ("msea", "msfa")
 DESCRIPTORS = ("frames", "positions")
@@ -289,7 +290,7 @@ class MultiScaleAggregation(keras.layers.Layer):
             kernel_size,
             strides=strides,
             padding="same",
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=fresh_initializer(self.kernel_initializer),
             kernel_regularizer=self.kernel_regularizer,
             dtype=self.dtype_policy,
             name=name,
@@ -298,7 +299,7 @@ class MultiScaleAggregation(keras.layers.Layer):
     def _dense(self, units, name):
         return keras.layers.Dense(
             units,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=fresh_initializer(self.kernel_initializer),
             kernel_regularizer=self.kernel_regularizer,
             dtype=self.dtype_policy,
             name=name,

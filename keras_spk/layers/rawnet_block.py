@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from keras_spk.utils import _checks
+from keras_spk.utils._initializers import fresh_initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -144,7 +145,7 @@ class RawNetBlock(keras.layers.Layer):
             kernel_size,
             padding="same",
             use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=fresh_initializer(self.kernel_initializer),
             kernel_regularizer=self.kernel_regularizer,
             dtype=self.dtype_policy,
             name=name,

@@ -12,6 +12,7 @@ import keras
 
 from keras_spk.layers.squeeze_excitation import SqueezeExcitation
 from keras_spk.utils import _checks
+from keras_spk.utils._initializers import fresh_initializer
 
 BLOCK_TYPES = ("basic_block", "bottleneck_block")
 # Output channels of a block per `stackwise_num_filters` entry.
@@ -75,7 +76,7 @@ def _conv(filters, kernel_size, strides, name, kernel_initializer, kernel_regula
         strides=strides,
         padding="same",
         use_bias=False,
-        kernel_initializer=kernel_initializer,
+        kernel_initializer=fresh_initializer(kernel_initializer),
         kernel_regularizer=kernel_regularizer,
         name=name,
     )
