@@ -350,6 +350,38 @@ def test_fit_step_updates_every_part():
         assert np.abs(after - before[name]).max() > 0, f"{name} did not train"
 
 
+def test_embedding_batch_norm_normalises_the_embedders_output():
+    keras.utils.set_random_seed(9)
+    trainer, embedder = build_system(
+        "msea_fpm_tc", 4, backbone_config=SMALL, embedding_batch_norm=True
+    )
+    plain_trainer, _ = build_system("msea_fpm_tc", 4, backbone_config=SMALL)
+    # One BN over the 128-d embedding: gamma and beta train, the moving
+    # statistics do not.
+    assert _count(trainer.trainable_weights) == _count(plain_trainer.trainable_weights) + 2 * 128
+    assert _count(trainer.non_trainable_weights) == _count(plain_trainer.non_trainable_weights) + 2 * 128
+    bn = embedder.get_layer("embedding_bn")
+    assert bn is trainer.get_layer("embedding_bn")
+    assert (bn.epsilon, bn.momentum) == (1e-5, 0.9)
+    # BN(y) = gamma (y - mean) / sqrt(var + eps) + beta on the FC output y,
+    # with the moving statistics at inference and the batch's in training.
+    gamma, beta = np.linspace(0.5, 1.5, 128), np.linspace(-0.2, 0.2, 128)
+    mean, var = np.linspace(-1.0, 1.0, 128), np.linspace(0.5, 2.0, 128)
+    bn.set_weights([v.astype("float32") for v in (gamma, beta, mean, var)])
+    x = _waveforms(4, 0.5, seed=10)
+    fc = keras.Model(embedder.input, embedder.get_layer("aggregation").output)
+    y = to_numpy(fc(x, training=False))
+    np.testing.assert_allclose(
+        to_numpy(embedder(x, training=False)),
+        gamma * (y - mean) / np.sqrt(var + 1e-5) + beta,
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    y = to_numpy(fc(x, training=True))
+    batch = gamma * (y - y.mean(0)) / np.sqrt(y.var(0) + 1e-5) + beta
+    np.testing.assert_allclose(to_numpy(embedder(x, training=True)), batch, rtol=1e-3, atol=1e-3)
+
+
 # --------------------------------------------------------------------------
 # 5. Bad arguments.
 # --------------------------------------------------------------------------
@@ -369,6 +401,7 @@ def test_fit_step_updates_every_part():
         ({"projection_channels": 0}, "projection_channels"),
         ({"backbone_config": {"feature_shape": (None, 40, 1)}}, "num_mel_bins"),
         ({"backbone_config": [32, 64]}, "backbone_config"),
+        ({"embedding_batch_norm": "yes"}, "embedding_batch_norm"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):
@@ -418,8 +451,9 @@ EXPORT_LENGTHS = (8000, 23456)
 
 @TF_ONLY
 def test_saved_model_matches_keras_without_keras(tmp_path):
-    # "Proposed 2" (Table 4): MSEA with FPM-TC and LDE on C3-C5.
-    _, embedder = build_system("proposed_2", 5, backbone_config=SMALL)
+    # "Proposed 2" (Table 4): MSEA with FPM-TC and LDE on C3-C5, with the
+    # embedding BN of the recipe's configs.
+    _, embedder = build_system("proposed_2", 5, backbone_config=SMALL, embedding_batch_norm=True)
     _seed(embedder, seed=9)
     path = export.export_saved_model(embedder, tmp_path / "fpm" / "1")
     singles = [waveforms(n, batch=2) for n in EXPORT_LENGTHS]

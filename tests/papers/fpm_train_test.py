@@ -63,6 +63,9 @@ def test_fpm_recipe_runs_end_to_end(corpus, tmp_path):
 
     # The saved embedder gives the stored trial embeddings again.
     embedder = keras.saving.load_model(os.path.join(out, "embedder.keras"), compile=False)
+    # The recipe's configs batch-normalise the embedding (fpm.yaml).
+    assert run.config["model"]["embedding_batch_norm"] is True
+    assert embedder.layers[-1].name == "embedding_bn"
     from keras_spk.scoring import load_embeddings
 
     names, stored = load_embeddings(os.path.join(out, "embeddings", "trials.npz"))
