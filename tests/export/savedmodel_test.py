@@ -134,25 +134,42 @@ def exported(tmp_path_factory):
     return model, written
 
 
-@TF_ONLY
-def test_saved_model_matches_keras_without_keras(exported, tmp_path):
-    model, path = exported
-    singles = [waveforms(n) for n in LENGTHS]
-    a, b = waveforms(LENGTHS[0], seed=1)[0], waveforms(LENGTHS[1], seed=2)[0]
-    padded = np.zeros((2, max(LENGTHS)), "float32")
+def check_serving_matches_keras(tmp_path, model, saved_model, lengths, batch=1, dim=None):
+    """Serves `saved_model` in a clean process and checks it against the Keras `model`.
+
+    `serving_default` on `batch` waveforms of each of `lengths` samples must
+    give the Keras embeddings (`(batch, dim)` each), and `embed_padded` on
+    two waveforms of the first two lengths, zero-padded to the longest
+    length, must give each row's unpadded embedding.
+
+    Returns:
+        `(singles, padded, expected_padded)`: the waveforms served and the
+        Keras embeddings of the two padded rows' unpadded waveforms.
+    """
+    singles = [waveforms(n, batch=batch) for n in lengths]
+    a, b = waveforms(lengths[0], seed=1)[0], waveforms(lengths[1], seed=2)[0]
+    padded = np.zeros((2, max(lengths)), "float32")
     padded[0, : a.size] = a
     padded[1, : b.size] = b
 
-    out = serve_in_clean_process(tmp_path, path, singles, padded, [a.size, b.size])
+    out = serve_in_clean_process(tmp_path, saved_model, singles, padded, [a.size, b.size])
 
     assert out["signatures"] == ["embed_padded", "serving_default"]
     for x, got in zip(singles, out["single"]):
+        expected = keras_embed(model, x)
         got = np.asarray(got)
-        assert got.shape == (1, DIM)
-        np.testing.assert_allclose(got, keras_embed(model, x), rtol=1e-4, atol=1e-4)
-    # Each padded row equals its unpadded embedding, not that of the padded row.
+        assert got.shape == expected.shape == (batch, dim)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     expected = np.concatenate([keras_embed(model, a[None]), keras_embed(model, b[None])])
     np.testing.assert_allclose(np.asarray(out["padded"]), expected, rtol=1e-4, atol=1e-4)
+    return singles, padded, expected
+
+
+@TF_ONLY
+def test_saved_model_matches_keras_without_keras(exported, tmp_path):
+    model, path = exported
+    _, padded, expected = check_serving_matches_keras(tmp_path, model, path, LENGTHS, dim=DIM)
+    # Each padded row equals its unpadded embedding, not that of the padded row.
     assert np.abs(keras_embed(model, padded[:1]) - expected[:1]).max() > 1e-3
 
 
