@@ -5,36 +5,22 @@ this process and, in a subprocess, under the other backend; the harness sets
 identical seeded weights in both (tests/test_case.py: set_seeded_weights).
 """
 
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 
 from tests import backend_runner
-
-OTHER = {"tensorflow": "torch", "torch": "tensorflow"}
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.test_case import OTHER_BACKEND
+from tests.test_case import run_python
 
 
 @pytest.fixture(scope="module")
 def both_backends(tmp_path_factory):
     here = keras.backend.backend()
-    if here not in OTHER:
+    if here not in OTHER_BACKEND:
         pytest.skip(f"no second backend to compare with {here}")
     path = tmp_path_factory.mktemp("backends") / "other.npz"
-    env = dict(os.environ, KERAS_BACKEND=OTHER[here], TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.backend_runner", str(path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_python(["-m", "tests.backend_runner", path], backend=OTHER_BACKEND[here], timeout=900)
     with np.load(path) as other:
         return backend_runner.compute_all(), {k: other[k] for k in other.files}
 

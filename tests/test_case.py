@@ -5,13 +5,48 @@ survive: config round trip, eager and symbolic calls with matching output
 shapes, a `.keras` save/load round trip with identical outputs, and one
 `fit` step. `set_seeded_weights` gives a built layer reproducible weights,
 so the same layer can be compared across backends (tests/cross_backend_test.py).
+`run_python` runs a script in a fresh process, under either backend.
 """
 
 import os
+import subprocess
+import sys
 import tempfile
 
 import keras
 import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OTHER_BACKEND = {"tensorflow": "torch", "torch": "tensorflow"}
+
+
+def run_python(args, backend=None, timeout=300):
+    """Runs `python *args` in a fresh process from the repository root; it must succeed.
+
+    The child runs under `backend` (default: this process's), with the
+    repository first on `PYTHONPATH` and TensorFlow's logging quiet. A
+    non-zero exit fails the calling test with the end of the child's stderr.
+
+    Returns:
+        The `subprocess.CompletedProcess` (text output captured).
+    """
+    env = dict(
+        os.environ,
+        KERAS_BACKEND=backend or keras.backend.backend(),
+        PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p),
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    result = subprocess.run(
+        [sys.executable, *(str(a) for a in args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
 
 
 def _as_list(x):

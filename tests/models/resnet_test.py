@@ -5,9 +5,6 @@ this file computes its `BACKEND_CASES` under that backend; the cross-backend
 test below uses it to compare the two backends.
 """
 
-import os
-import pathlib
-import subprocess
 import sys
 
 import keras
@@ -16,11 +13,12 @@ import pytest
 
 from keras_spk import models
 from keras_spk.models import ResNetBackbone
+from tests.test_case import OTHER_BACKEND
 from tests.test_case import run_backend_case
+from tests.test_case import run_python
 from tests.test_case import set_seeded_weights
 from tests.test_case import to_numpy
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # Four stages, one block each, the FPM paper's strides: fast to run.
 SMALL = {
@@ -293,24 +291,8 @@ def compute_cases():
 
 def test_same_outputs_under_the_other_backend(tmp_path):
     here = compute_cases()
-    other = "torch" if keras.backend.backend() == "tensorflow" else "tensorflow"
-    env = dict(
-        os.environ,
-        KERAS_BACKEND=other,
-        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        TF_CPP_MIN_LOG_LEVEL="3",
-    )
     path = tmp_path / "other.npz"
-    result = subprocess.run(
-        [sys.executable, __file__, str(path)],
-        env=env,
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_python([__file__, path], backend=OTHER_BACKEND[keras.backend.backend()])
     with np.load(path) as there:
         assert set(there.files) == set(here)
         for key in sorted(here):

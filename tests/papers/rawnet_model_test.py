@@ -11,9 +11,6 @@ the cross-backend test uses it to compute the same embeddings under the
 other backend.
 """
 
-import os
-import pathlib
-import subprocess
 import sys
 
 import keras
@@ -24,10 +21,11 @@ from papers.rawnet.model import build_rawnet
 from papers.rawnet.model import build_rawnet_cnn
 from papers.rawnet.model import rawnet_frontend
 from papers.rawnet.model import transfer_pretrained
+from tests.test_case import OTHER_BACKEND
+from tests.test_case import run_python
 from tests.test_case import set_seeded_weights
 from tests.test_case import to_numpy
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 # 2 * 3**7 samples: 2 frames after the strided convolution and six poolings.
 SHORT = 2 * 3**7
 NUM_SPEAKERS = 3
@@ -264,19 +262,8 @@ def test_same_embeddings_under_the_other_backend(tmp_path):
     np.save(inputs, x)
     here = to_numpy(embedder.predict_on_batch(x))
 
-    other = "torch" if keras.backend.backend() == "tensorflow" else "tensorflow"
-    env = dict(
-        os.environ,
-        KERAS_BACKEND=other,
-        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        TF_CPP_MIN_LOG_LEVEL="3",
-    )
-    subprocess.run(
-        [sys.executable, __file__, str(weights), str(inputs), str(outputs)],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
+    run_python(
+        [__file__, weights, inputs, outputs], backend=OTHER_BACKEND[keras.backend.backend()]
     )
     there = np.load(outputs)
     assert there.shape == here.shape == (2, 128)

@@ -1,10 +1,6 @@
 """Tests of keras_spk.utils.loading: `.keras` files with keras_spk layers and backbones."""
 
-import os
-import pathlib
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -15,9 +11,9 @@ from keras_spk.layers import PreEmphasis
 from keras_spk.models import ResNetBackbone
 from keras_spk.utils.loading import check_model_file
 from keras_spk.utils.loading import load_model
+from tests.test_case import run_python
 from tests.test_case import set_seeded_weights
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # Loads a model in a fresh process that imports nothing of keras_spk but the loader.
 FRESH_LOAD = """
@@ -82,24 +78,7 @@ def test_round_trip_gives_the_same_embeddings(saved):
 def test_a_fresh_process_loads_without_importing_the_layers(saved, tmp_path):
     path, expected = saved
     np.save(tmp_path / "waveforms.npy", _waveforms())
-    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), PYTHONPATH=str(ROOT))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            FRESH_LOAD,
-            str(path),
-            str(tmp_path / "waveforms.npy"),
-            str(tmp_path / "out.npy"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_python(["-c", FRESH_LOAD, path, tmp_path / "waveforms.npy", tmp_path / "out.npy"])
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-5, atol=1e-6, equal_nan=False)
 
 
