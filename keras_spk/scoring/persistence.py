@@ -34,6 +34,12 @@ Header fields:
         | <estimator node>
 ```
 
+Loading bounds what a file can make it do: the header may be at most
+`MAX_HEADER_BYTES` long and nest at most `MAX_HEADER_DEPTH` levels, and
+every array's declared shape and dtype must match the bytes its archive
+member really holds, checked before anything is allocated. A file breaking
+any of these is refused with an error naming it.
+
 Classes are re-created only from an allow-list (`allowed_classes()`): the
 estimators defined in the `keras_spk.scoring` modules listed in
 `SCORING_MODULES`, and the scikit-learn estimators in `SKLEARN_CLASSES`.
@@ -71,6 +77,15 @@ __all__ = ["save_backend", "load_backend", "allowed_classes", "FORMAT_NAME", "FO
 FORMAT_NAME = "keras_spk.backend"
 FORMAT_VERSION = 1
 HEADER_KEY = "__header__"
+
+# Bounds on what a back-end file may declare, checked before parsing or
+# allocating. Real headers are kilobytes and nest ~20 levels (a Pipeline
+# holding a Keras model); arrays must hold the bytes their shape declares.
+MAX_HEADER_BYTES = 64 * 2**20
+MAX_HEADER_DEPTH = 200
+# Deflate cannot expand data more than ~1032 times; a member declaring more
+# uncompressed bytes than that of its compressed size is lying.
+_MAX_DEFLATE_RATIO = 1100
 
 # keras_spk.scoring modules whose estimator classes may be re-created.
 SCORING_MODULES = (
@@ -420,11 +435,70 @@ class _Decoder:
             raise _FileError(f"{path} does not accept the stored parameters ({error})") from error
         self.objects[node["id"]] = estimator
         for key, value in node["attributes"].items():
+            if not key.isidentifier() or key.startswith("__"):
+                raise _FileError(f"invalid attribute name {key[:80]!r} at {where}")
             setattr(estimator, key, self.decode(value, f"{where}.{key} ({name} attribute)"))
         return estimator
 
 
-def _read_entry(archive, key):
+def _format_bytes(n):
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _check_entry(archive, key, max_bytes=None):
+    """Checks entry `key`'s declared shape and dtype against its member's real size.
+
+    Reads only the member's `.npy` header, so a declared 800 GB array is
+    refused before anything is allocated.
+    """
+    try:
+        info = archive.zip.getinfo(f"{key}.npy")
+    except KeyError:
+        raise _FileError(f"entry {key!r} is not a .npy array") from None
+    if info.compress_type == zipfile.ZIP_STORED:
+        plausible = info.file_size == info.compress_size
+    else:
+        plausible = info.file_size <= _MAX_DEFLATE_RATIO * max(info.compress_size, 1)
+    if not plausible:
+        raise _FileError(
+            f"entry {key!r} declares {_format_bytes(info.file_size)} uncompressed from "
+            f"{_format_bytes(info.compress_size)} stored, which is impossible"
+        )
+    try:
+        with archive.zip.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise _FileError(f"entry {key!r} has .npy format version {version}, not 1.0 or 2.0")
+            data_bytes = info.file_size - member.tell()
+    except _FileError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, SyntaxError) as error:
+        raise _FileError(
+            f"entry {key!r} cannot be read; the file may be truncated or corrupted "
+            f"({type(error).__name__}: {error})"
+        ) from error
+    if dtype.hasobject:
+        raise _FileError(
+            f"entry {key!r} cannot be read: it holds Python objects (dtype {dtype}), which would "
+            "need pickle"
+        )
+    declared = dtype.itemsize * math.prod(int(n) for n in shape)
+    where = f"entry {key!r} declares a {tuple(shape)} {dtype} array ({_format_bytes(declared)})"
+    if declared != data_bytes:
+        raise _FileError(f"{where} but holds {_format_bytes(max(data_bytes, 0))} of data")
+    if max_bytes is not None and declared > max_bytes:
+        raise _FileError(f"{where}, more than the {_format_bytes(max_bytes)} allowed")
+
+
+def _read_entry(archive, key, max_bytes=None):
+    _check_entry(archive, key, max_bytes)
     try:
         return archive[key]
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
@@ -435,16 +509,32 @@ def _read_entry(archive, key):
         ) from error
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _json_depth(raw):
+    """The deepest `[`/`{` nesting of JSON bytes (strings skipped), without recursion."""
+    code = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    steps = np.isin(code, (ord("["), ord("{"))).astype(np.int64) - np.isin(code, (ord("]"), ord("}")))
+    return int(np.cumsum(steps).max(initial=0))
+
+
 def _read_header(archive):
     if HEADER_KEY not in archive.files:
         raise _FileError(f"no {HEADER_KEY!r} entry: not a keras_spk back-end file")
-    raw = _read_entry(archive, HEADER_KEY)
+    raw = _read_entry(archive, HEADER_KEY, max_bytes=MAX_HEADER_BYTES)
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise _FileError(f"the {HEADER_KEY!r} entry is not UTF-8 JSON bytes")
+    raw = raw.tobytes()
+    depth = _json_depth(raw)
+    if depth > MAX_HEADER_DEPTH:
+        raise _FileError(
+            f"the header nests {depth} levels deep, more than the {MAX_HEADER_DEPTH} allowed"
+        )
     try:
-        header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _FileError(f"the header is not valid JSON ({error})") from error
+        header = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # also UnicodeDecodeError, JSONDecodeError
+        raise _FileError(f"the header is not valid JSON ({type(error).__name__}: {error})") from error
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         found = header.get("format") if isinstance(header, dict) else None
         raise _FileError(f"format is {found!r}, expected {FORMAT_NAME!r}")
@@ -475,9 +565,11 @@ def load_backend(path, extra_classes=()):
     Raises:
         FileNotFoundError: `path` does not exist.
         ValueError: the file is truncated or not an `.npz`, its header is
-            missing / not JSON / of another format or format version, an
-            array it names is missing, or it names a class outside the
-            allow-list. The message names the file and the problem.
+            missing / not JSON / of another format or format version / longer
+            than `MAX_HEADER_BYTES` / nested deeper than `MAX_HEADER_DEPTH`,
+            an array it names is missing or declares another size than it
+            holds, or it names a class outside the allow-list. The message
+            names the file and the problem.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -505,4 +597,7 @@ def load_backend(path, extra_classes=()):
                 )
             return _Decoder(archive, extra_classes).decode(header["root"], "root")
     except _FileError as error:
-        raise ValueError(f"Cannot load back-end {path}: {error}.") from error.__cause__
+        raise ValueError(
+            f"Cannot load back-end {path}: {error}. Re-create it with save_backend, or load "
+            "one from a trusted source."
+        ) from error.__cause__

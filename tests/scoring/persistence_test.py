@@ -505,3 +505,133 @@ def test_keras_code_in_a_file_is_refused_on_load(tmp_path):
     # Keras safe mode: a serialized Python lambda (bytecode) is never executed.
     with pytest.raises(ValueError, match=r"lambda.npz: cannot rebuild the Keras model at root.model_ .*safe"):
         load_backend(tmp_path / "lambda.npz", extra_classes=[NotAllowed])
+
+
+# === Bounds on what a file may declare ===
+
+
+def _entries(path):
+    with np.load(path, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def _write_members(path, members):
+    """Writes an .npz whose members are given as raw .npy bytes or arrays."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, value in members.items():
+            if isinstance(value, np.ndarray):
+                buffer = io.BytesIO()
+                np.save(buffer, value, allow_pickle=False)
+                value = buffer.getvalue()
+            archive.writestr(f"{key}.npy", value)
+
+
+def _npy_declaring(shape, dtype, data):
+    """.npy bytes whose header declares `shape` and `dtype` but which hold only `data`."""
+    buffer = io.BytesIO()
+    descr = np.lib.format.dtype_to_descr(np.dtype(dtype))
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + data
+
+
+def _header(root):
+    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "root": root}
+
+
+def _header_bytes(text):
+    return np.frombuffer(text.encode(), np.uint8)
+
+
+TRUSTED = "Re-create it with save_backend, or load one from a trusted source"
+
+
+def test_a_header_nested_100k_deep_is_refused_by_name(tmp_path):
+    path = tmp_path / "deep.npz"
+    deep = "[" * 100_000 + "]" * 100_000
+    text = json.dumps(_header({"__type__": "estimator"}))[:-1] + f', "x": {deep}}}'
+    _write_members(path, {"__header__": _header_bytes(text)})
+    with pytest.raises(ValueError) as info:
+        load_backend(path)
+    message = str(info.value)
+    assert f"Cannot load back-end {path}: the header nests 100001 levels deep" in message
+    assert "more than the 200 allowed" in message and TRUSTED in message
+    # The same depth inside a string is text, not nesting.
+    estimator = PairScorer(LogisticRegression(), names=(deep, "b")).fit(X, Y)
+    save_backend(estimator, tmp_path / "text.npz", extra_classes=[PairScorer])
+    assert load_backend(tmp_path / "text.npz", extra_classes=[PairScorer]).names[0] == deep
+
+
+def test_nesting_is_bounded_below_the_recursion_limit(saved):
+    # Deep but parseable JSON: without the bound, decoding it recurses past Python's limit.
+    nested = '{"__type__": "tuple", "items": [' * 450 + "1" + "]}" * 450
+
+    def change(entries, header):
+        text = json.dumps(header)
+        entries["__header__"] = text.replace('"params": {', f'"params": {{"deep": {nested}, ', 1).encode()
+
+    _rewrite(saved, change)
+    with pytest.raises(ValueError, match=f"{saved}: the header nests 903 levels deep, more than the 200"):
+        load_backend(saved)
+
+
+def test_an_800_gb_array_is_refused_before_allocating(saved):
+    entries = _entries(saved)
+    members = dict(entries)
+    members["a0"] = _npy_declaring((100_000_000_000,), "<f8", entries["a0"].tobytes())
+    _write_members(saved, members)
+    with pytest.raises(ValueError) as info:
+        load_backend(saved)
+    message = str(info.value)
+    declared = "entry 'a0' declares a (100000000000,) float64 array (800.0 GB)"
+    assert f"Cannot load back-end {saved}: {declared}" in message
+    assert f"but holds {entries['a0'].nbytes} bytes of data" in message and TRUSTED in message
+
+
+def test_an_800_gb_header_is_refused_before_allocating(saved):
+    members = _entries(saved)
+    members["__header__"] = _npy_declaring((800_000_000_000,), "u1", members["__header__"].tobytes())
+    _write_members(saved, members)
+    declared = r"entry '__header__' declares a \(800000000000,\) uint8 array \(800\.0 GB\)"
+    with pytest.raises(ValueError, match=f"{saved}: {declared} but holds"):
+        load_backend(saved)
+
+
+def test_header_size_is_bounded(saved, monkeypatch):
+    from keras_spk.scoring import persistence
+
+    size = _entries(saved)["__header__"].size
+    monkeypatch.setattr(persistence, "MAX_HEADER_BYTES", size - 1)
+    with pytest.raises(ValueError, match=rf"entry '__header__' declares a \({size},\) uint8 .*more than the"):
+        load_backend(saved)
+    monkeypatch.setattr(persistence, "MAX_HEADER_BYTES", size)
+    assert isinstance(load_backend(saved), Pipeline)
+
+
+def test_a_member_declaring_more_than_it_holds_is_refused(saved):
+    data = bytearray(saved.read_bytes())
+    # The central directory record of a0.npy: its uncompressed size field set to 4 GB.
+    position = data.index(b"PK\x01\x02")
+    while data[position + 46 : position + 52] != b"a0.npy":
+        position = data.index(b"PK\x01\x02", position + 4)
+    data[position + 24 : position + 28] = (2**32 - 2).to_bytes(4, "little")
+    saved.write_bytes(bytes(data))
+    declared = r"entry 'a0' declares 4\.3 GB uncompressed from .* stored, which is impossible"
+    with pytest.raises(ValueError, match=f"{saved}: {declared}"):
+        load_backend(saved)
+
+
+def test_invalid_attribute_names_are_refused(saved):
+    def change(entries, header):
+        header["root"]["attributes"]["__dict__"] = {"__type__": "dict", "items": []}
+
+    _rewrite(saved, change)
+    with pytest.raises(ValueError, match=f"{saved}: invalid attribute name '__dict__' at root"):
+        load_backend(saved)
+
+
+def test_a_header_with_a_huge_number_is_a_named_error(saved):
+    # Python refuses to parse an integer of more than 4300 digits (a ValueError).
+    huge = b', "n": ' + b"9" * 5000 + b"}"
+    _rewrite(saved, lambda e, h: _set(e, "__header__", json.dumps(h)[:-1].encode() + huge))
+    with pytest.raises(ValueError, match=f"Cannot load back-end {saved}: the header is not valid JSON"):
+        load_backend(saved)
