@@ -4,6 +4,10 @@ Three ways to describe a corpus, each returning an `UtteranceList`:
 
 * `read_voxceleb(root)`: the VoxCeleb layout `<spk>/<video>/<utt>.wav`.
 * `read_librispeech(root)`: the LibriSpeech layout `<spk>/<chapter>/<utt>.flac`.
+
+Both layouts collect every audio format the decoders read
+(`keras_spk.data.formats.SUPPORTED_EXTENSIONS`: WAV, FLAC, Ogg Vorbis, MP3)
+by default, whatever the corpus' usual one; `extensions=` restricts them.
 * `read_manifest(path)`: a plain text file, one utterance a line:
   `path speaker [duration]` (whitespace or comma separated, `#` comments,
   paths relative to the manifest's folder unless absolute).
@@ -155,8 +159,16 @@ class SpeakerMap:
 
 
 def _normalise_extensions(extensions):
+    if extensions is None:
+        return tuple(SUPPORTED_EXTENSIONS)
+    if isinstance(extensions, str):
+        extensions = (extensions,)
     extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
     unknown = [e for e in extensions if e not in SUPPORTED_EXTENSIONS]
+    if not extensions:
+        raise ValueError(
+            f"`extensions` names no format; give some of {list(SUPPORTED_EXTENSIONS)}, or None for all."
+        )
     if unknown:
         raise ValueError(
             f"Unsupported audio extension(s) {unknown}; supported: {list(SUPPORTED_EXTENSIONS)}."
@@ -164,7 +176,7 @@ def _normalise_extensions(extensions):
     return extensions
 
 
-def read_directory(root, extensions, layout_name="<speaker>/<session>/<utterance>"):
+def read_directory(root, extensions=None, layout_name="<speaker>/<session>/<utterance>"):
     """Reads a three-level `<speaker>/<session>/<utterance>` tree.
 
     Files without an audio extension (transcripts, READMEs) are ignored;
@@ -173,7 +185,9 @@ def read_directory(root, extensions, layout_name="<speaker>/<session>/<utterance
 
     Args:
         root: corpus folder.
-        extensions: audio file extensions to collect, e.g. `(".wav",)`.
+        extensions: audio file extensions to collect, e.g. `(".wav",)`
+            (case-insensitive, with or without the dot). `None` (default):
+            every format the decoders read, `SUPPORTED_EXTENSIONS`.
         layout_name: layout shown in error messages.
 
     Returns:
@@ -183,12 +197,15 @@ def read_directory(root, extensions, layout_name="<speaker>/<session>/<utterance
     extensions = _normalise_extensions(extensions)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"Data folder {root} does not exist. Check --data / data.train.")
-    paths, speakers, misplaced = [], [], []
+    paths, speakers, misplaced, left_out = [], [], [], {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         depth = os.path.relpath(dirpath, root).count(os.sep) + 1 if dirpath != root else 0
         for name in sorted(filenames):
             if not name.lower().endswith(extensions):
+                other = os.path.splitext(name)[1].lower()
+                if other in SUPPORTED_EXTENSIONS:
+                    left_out[other] = left_out.get(other, 0) + 1
                 continue
             full = os.path.join(dirpath, name)
             if depth != 2:
@@ -203,19 +220,40 @@ def read_directory(root, extensions, layout_name="<speaker>/<session>/<utterance
             f"(e.g. {shown}). Move them into that layout or list the corpus in a manifest."
         )
     if not paths:
+        found = ", ".join(f"{n} {e}" for e, n in sorted(left_out.items()))
         raise ValueError(
             f"No {'/'.join(extensions)} files found under {root} in the layout {layout_name}."
+            + (
+                f" It holds {found} file(s), which `extensions` leaves out; leave it unset "
+                "to collect every supported format."
+                if left_out
+                else ""
+            )
         )
     return UtteranceList(paths=paths, speakers=speakers, root=root)
 
 
-def read_voxceleb(root, extensions=(".wav",)):
-    """Reads a VoxCeleb-layout tree `<speaker>/<video>/<utterance>.wav`."""
+def read_voxceleb(root, extensions=None):
+    """Reads a VoxCeleb-layout tree `<speaker>/<video>/<utterance>.<ext>`.
+
+    Args:
+        root: corpus folder.
+        extensions: audio extensions to collect; `None` (default): every
+            supported format (`.wav`, `.flac`, `.ogg`, `.mp3`), so a
+            VoxCeleb copy converted to FLAC reads as it is.
+    """
     return read_directory(root, extensions, "<speaker>/<video>/<utterance>")
 
 
-def read_librispeech(root, extensions=(".flac",)):
-    """Reads a LibriSpeech-layout tree `<speaker>/<chapter>/<utterance>.flac`."""
+def read_librispeech(root, extensions=None):
+    """Reads a LibriSpeech-layout tree `<speaker>/<chapter>/<utterance>.<ext>`.
+
+    Args:
+        root: corpus folder.
+        extensions: audio extensions to collect; `None` (default): every
+            supported format (`.wav`, `.flac`, `.ogg`, `.mp3`). Transcripts
+            (`.trans.txt`) are ignored.
+    """
     return read_directory(root, extensions, "<speaker>/<chapter>/<utterance>")
 
 

@@ -17,6 +17,7 @@ from keras_spk.data import read_librispeech
 from keras_spk.data import read_manifest
 from keras_spk.data import read_voxceleb
 from keras_spk.data import write_wav
+from keras_spk.data.formats import SUPPORTED_EXTENSIONS
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
@@ -88,15 +89,15 @@ def test_read_librispeech_ignores_transcripts(tmp_path):
         shutil.copyfile(FIXTURES / "sine_16k_pcm16.flac", target)
     (root / "19" / "198" / "19-198.trans.txt").write_text("19-198-0000 HELLO\n")
     (root / "103" / "1240" / "103-1240.trans.txt").write_text("103-1240-0000 WORLD\n")
-    # A WAV in the tree is not collected by the default (.flac) reader.
-    make_wav(root / "19" / "198" / "stray.wav")
     utts = read_librispeech(root)
     assert utts.relative_paths() == [os.path.join(*n.split("/")) for n in sorted(names)]
     assert utts.speakers == ["103", "19", "19"]
     assert read_dataset("librispeech", root).paths == utts.paths
-    # Asking for both extensions picks up the WAV as well.
-    both = read_librispeech(root, extensions=("flac", ".WAV"))
-    assert len(both) == 4 and any(p.endswith("stray.wav") for p in both.paths)
+    # A WAV in the tree is collected by default, and left out when only FLAC is asked for.
+    make_wav(root / "19" / "198" / "extra.wav")
+    every = read_librispeech(root)
+    assert len(every) == 4 and every.paths[-1].endswith(os.path.join("19", "198", "extra.wav"))
+    assert read_librispeech(root, extensions=("FLAC",)).paths == utts.paths
 
 
 @pytest.mark.parametrize("stray", ["id10001/top.wav", "loose.wav", "id10001/vidA/deep/x.wav"])
@@ -115,15 +116,58 @@ def test_missing_and_empty_root_raise(tmp_path):
     empty = tmp_path / "empty"
     (empty / "spk" / "sess").mkdir(parents=True)
     (empty / "spk" / "sess" / "a.txt").write_text("not audio")
-    with pytest.raises(ValueError, match="No .wav files found"):
+    # The message lists what was looked for.
+    every = r"No \.wav/\.flac/\.ogg/\.mp3 files found under .*empty in the layout"
+    with pytest.raises(ValueError, match=every + r" <speaker>/<video>/<utterance>\.$"):
         read_voxceleb(empty)
-    with pytest.raises(ValueError, match="No .flac files found"):
+    with pytest.raises(ValueError, match=every + r" <speaker>/<chapter>/<utterance>\.$"):
         read_librispeech(empty)
+    # Restricted: files of a left-out format are counted in the message.
+    (empty / "spk" / "sess" / "a.flac").write_bytes(b"")
+    (empty / "spk" / "sess" / "b.flac").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"No \.wav files found .* It holds 2 \.flac file\(s\), which"):
+        read_voxceleb(empty, extensions=".wav")
 
 
 def test_unsupported_extension_raises(vox_root):
     with pytest.raises(ValueError, match=r"\.aiff"):
         read_voxceleb(vox_root, extensions=(".aiff",))
+    with pytest.raises(ValueError, match="names no format"):
+        read_voxceleb(vox_root, extensions=())
+
+
+@pytest.mark.parametrize("reader", [read_voxceleb, read_librispeech])
+def test_every_supported_format_is_read_by_default_in_every_layout(tmp_path, reader):
+    # The readers look at names only, so any content will do.
+    root = tmp_path / "corpus"
+    names = ["id1/v1/a.flac", "id1/v1/b.WAV", "id1/v2/c.ogg", "id2/v1/d.mp3", "id2/v1/e.Flac"]
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"audio")
+    (root / "id2" / "v1" / "e.txt").write_text("transcript")
+    assert {e.lower() for e in (os.path.splitext(n)[1] for n in names)} == set(SUPPORTED_EXTENSIONS)
+    utts = reader(root)
+    assert utts.relative_paths() == [os.path.join(*n.split("/")) for n in names]
+    assert utts.speakers == ["id1", "id1", "id1", "id2", "id2"]
+    # An explicit extensions= still restricts.
+    assert reader(root, extensions=[".flac"]).relative_paths() == [
+        os.path.join("id1", "v1", "a.flac"),
+        os.path.join("id2", "v1", "e.Flac"),
+    ]
+    assert len(reader(root, extensions=("wav", "mp3"))) == 2
+
+
+def test_a_voxceleb_tree_of_flac_files_is_read(tmp_path):
+    root = tmp_path / "vox_flac"
+    for name in VOX_FILES:
+        target = root / name.replace(".wav", ".flac")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(FIXTURES / "sine_16k_pcm16.flac", target)
+    utts = read_voxceleb(root)
+    expected = [os.path.join(*n.split("/")).replace(".wav", ".flac") for n in sorted(VOX_FILES)]
+    assert utts.relative_paths() == expected
+    assert utts.speakers == [n.split("/")[0] for n in sorted(VOX_FILES)]
+    assert read_dataset("voxceleb", root).paths == utts.paths
 
 
 def test_read_dataset_unknown_layout_lists_valid_ones(vox_root):
