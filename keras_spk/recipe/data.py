@@ -3,7 +3,54 @@
 import dataclasses
 import os
 
+from keras_spk.config import choice
+from keras_spk.config import has_key
+from keras_spk.config import int_range
+from keras_spk.config import non_empty_string
+from keras_spk.config import read_yaml
 from keras_spk.recipe.run import RunError
+
+# Sampling rates a speech corpus is recorded at: telephone (8 kHz) to studio (192 kHz).
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 192000
+
+# The `seed`, `data` and `train` keys every recipe shares (`recipe_constraints`).
+CONSTRAINTS = {
+    "seed": int_range(min=0, max=2**32 - 1),
+    "data.sample_rate": int_range(min=MIN_SAMPLE_RATE, max=MAX_SAMPLE_RATE),
+    "data.crop_samples": int_range(min=1),
+    "data.batch_size": int_range(min=1),
+    "data.demo_dir": non_empty_string(allow_none=True),
+    # The last stage: at least one epoch (earlier stages may declare int_range(min=0): 0 skips).
+    "train.epochs": int_range(min=1),
+    "train.keep_checkpoints": int_range(min=1, allow_none=True),
+    "train.verbose": choice([0, 1, 2]),
+}
+
+
+def recipe_constraints(default_config, constraints=None):
+    """The constraints of a recipe's config: the shared ones for the keys it has, then its own.
+
+    The library declares once what the keys every recipe shares may be
+    (`CONSTRAINTS` here: `seed`, `data.*`, `train.*`;
+    `keras_spk.recipe.evaluation.CONSTRAINTS`: `evaluation.*`, `export.*`);
+    a recipe adds its own keys and may tighten a shared one (e.g.
+    `data.crop_samples` against its model's shortest input).
+
+    Args:
+        default_config: the recipe's full config (path or mapping), the schema.
+        constraints: the recipe's own `{dotted key: Constraint}`; they win.
+
+    Returns:
+        dict dotted key -> `keras_spk.config.Constraint`.
+    """
+    from keras_spk.recipe import evaluation
+
+    schema = read_yaml(default_config) if isinstance(default_config, (str, os.PathLike)) else default_config
+    shared = {**CONSTRAINTS, **evaluation.CONSTRAINTS}
+    merged = {key: rule for key, rule in shared.items() if has_key(schema, key)}
+    merged.update(constraints or {})
+    return merged
 
 
 @dataclasses.dataclass
@@ -124,18 +171,46 @@ def load_data(run, allow_speaker_overlap=False):
     return RecipeData(train, speaker_map, trials, train_dir, eval_dir, trials_path)
 
 
-def start_run(name, argv, default_config, demo_config, description):
+def check_data(config, data):
+    """Checks the config against the data it will run on, before any training.
+
+    `data.batch_size` must fill at least one batch per epoch, and an
+    `evaluation.lda_dim` used by `lda` / `lda_plda` must be below the
+    number of training speakers (LDA has at most speakers - 1 directions).
+
+    Raises:
+        RunError: naming the key and the fix.
+    """
+    data.steps_per_epoch(config["data"]["batch_size"])
+    evaluation = config.get("evaluation", {})
+    lda_dim = evaluation.get("lda_dim")
+    uses_lda = [b for b in evaluation.get("backends", []) if b in ("lda", "lda_plda")]
+    if lda_dim is not None and uses_lda and lda_dim > len(data.speaker_map) - 1:
+        raise RunError(
+            f"evaluation.lda_dim={lda_dim} is more than LDA can give with {len(data.speaker_map)} "
+            f"training speakers (at most {len(data.speaker_map) - 1}), for {', '.join(uses_lda)}; "
+            f"lower it, e.g. --evaluation.lda_dim={max(1, len(data.speaker_map) - 1)}."
+        )
+
+
+def start_run(name, argv, default_config, demo_config, description, constraints=None):
     """Everything a recipe's `main` does before building its models.
 
-    Parses the command line and opens (or resumes) the run folder
-    (`open_run`), seeds Python, NumPy and the backend with `config["seed"]`,
-    and reads and checks the data (`load_data`).
+    Parses the command line, checks every config value against its
+    constraint (`recipe_constraints`: the shared keys' and the recipe's
+    own) and opens (or resumes) the run folder (`open_run`), seeds Python,
+    NumPy and the backend with `config["seed"]`, reads the data
+    (`load_data`) and checks the config against it (`check_data`). A bad
+    value is reported before the run folder is made; a run that stops
+    before its first checkpoint does not hold its folder (a later command
+    may use it with other arguments, see `open_run`'s `provisional`).
 
     Args:
         name: the recipe's name (`runs/<name>-<timestamp>`).
         argv: command-line arguments.
         default_config, demo_config: the recipe's full and demo configs.
         description: the `--help` text.
+        constraints: the recipe's own `{dotted key: keras_spk.config.Constraint}`.
 
     Returns:
         `(run, data)`: the `Run` and its `RecipeData`.
@@ -146,10 +221,20 @@ def start_run(name, argv, default_config, demo_config, description):
     from keras_spk.recipe.run import recipe_parser
 
     parser = recipe_parser(name, description)
-    run, args = open_run(name, argv, default_config, demo_config, parser)
+    run, args = open_run(
+        name,
+        argv,
+        default_config,
+        demo_config,
+        parser,
+        constraints=recipe_constraints(default_config, constraints),
+        provisional=True,
+    )
     print(f"run folder: {run.path}  (backend: {keras.backend.backend()})")
     keras.utils.set_random_seed(run.config["seed"])
-    return run, load_data(run, allow_speaker_overlap=args.allow_speaker_overlap)
+    data = load_data(run, allow_speaker_overlap=args.allow_speaker_overlap)
+    check_data(run.config, data)
+    return run, data
 
 
 def stage_options(config, callbacks=()):

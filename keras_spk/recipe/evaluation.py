@@ -4,7 +4,13 @@ import os
 
 import numpy as np
 
-
+from keras_spk.config import Constraint
+from keras_spk.config import choice
+from keras_spk.config import float_range
+from keras_spk.config import get_key
+from keras_spk.config import has_key
+from keras_spk.config import int_range
+from keras_spk.config import list_of
 
 def select_per_speaker(train, per_speaker, seed=0):
     """Indices of at most `per_speaker` utterances of each speaker (all when `None`).
@@ -247,3 +253,124 @@ def evaluate_and_export(run, embedder, data, min_samples=1):
         save_embedder(run, embedder)
     run.mark_finished()
     return rows
+
+
+# === What the `evaluation` and `export` keys may be ===
+
+
+def _backend_names():
+    from keras_spk.scoring.backends import BACKENDS
+
+    return sorted(BACKENDS)
+
+
+def _learns(name):
+    from keras_spk.scoring.backends import BACKENDS
+
+    return BACKENDS[name].learns if name in BACKENDS else None
+
+
+def _pair_classifiers():
+    from keras_spk.scoring.backends import PAIR_CLASSIFIERS
+
+    return list(PAIR_CLASSIFIERS)
+
+
+def _per_speaker_test(value, config):
+    if value is not None and not (int_range(min=0).problem(value, config) is None):
+        return False
+    backends = get_key(config, "evaluation.backends") if has_key(config, "evaluation.backends") else []
+    backends = backends if isinstance(backends, list) else []
+    learning = [b for b in backends if isinstance(b, str) and _learns(b) not in (None, "nothing")]
+    if value == 0 and learning:
+        return (
+            f"Back-end(s) {', '.join(learning)} learn from training embeddings: use null (every "
+            "utterance) or a positive number, or drop them from evaluation.backends."
+        )
+    lda = [b for b in backends if b in ("lda", "lda_plda")]
+    if value == 1 and lda:
+        return (
+            f"{', '.join(lda)} need(s) several utterances of each speaker (LDA estimates "
+            "within-speaker variability): use null (every utterance) or a number >= 2."
+        )
+    return True
+
+
+def _embedding_dim(config):
+    if has_key(config, "model.embedding_dim"):
+        dim = get_key(config, "model.embedding_dim")
+        return dim if isinstance(dim, int) and not isinstance(dim, bool) else None
+    return None
+
+
+def duration_list(min_samples=1):
+    """The constraint of `evaluation.enroll_durations` / `test_durations`.
+
+    A list (empty: no duration table) of distinct durations in seconds,
+    `null` or `"full"` for the whole utterance; each duration must keep at
+    least `min_samples` samples at `data.sample_rate` (an int, or a
+    callable `config -> int`, e.g. a recipe's model minimum).
+    """
+    from keras_spk.recipe import durations
+
+    def shortest(config):
+        samples = min_samples(config) if callable(min_samples) else min_samples
+        rate = get_key(config, "data.sample_rate")
+        return samples, rate, samples / rate
+
+    def test(value, config):
+        if not isinstance(value, list):
+            return False
+        samples, rate, seconds = shortest(config)
+        for entry in value:
+            parsed = durations._as_seconds(entry)
+            if parsed is False:
+                return f"{entry!r} is not a duration."
+            if parsed is not None and round(parsed * rate) < samples:
+                return f"{entry!r} s is {round(parsed * rate)} samples at {rate} Hz, fewer than {samples}."
+        labels = [durations.duration_label(durations._as_seconds(entry)) for entry in value]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            return f"{', '.join(repeated)} appear(s) more than once."
+        return True
+
+    def describe(config):
+        samples, rate, seconds = shortest(config)
+        return (
+            "a list (empty: no duration table) of distinct durations in seconds, each at least "
+            f"{seconds:.4g} ({samples} samples at {rate} Hz), or null (or 'full') for the whole utterance"
+        )
+
+    return Constraint(test, describe, fix="For example [1, 2, 5, null], or [] for none.")
+
+
+_optional_positive_int = int_range(min=1, allow_none=True)
+_optional_learning_rate = float_range(min=0, include_min=False, allow_none=True)
+
+# The `evaluation` and `export` keys every recipe shares (`recipe_constraints`).
+CONSTRAINTS = {
+    "evaluation.backends": list_of(
+        choice(_backend_names), min_length=1, unique=True, noun="back-end names"
+    ),
+    "evaluation.train_utterances_per_speaker": Constraint(
+        _per_speaker_test, "null (every utterance) or an int >= 0"
+    ),
+    "evaluation.verbose": choice([0, 1, 2]),
+    "evaluation.enroll_durations": duration_list(),
+    "evaluation.test_durations": duration_list(),
+    "evaluation.lda_dim": int_range(min=1, max=_embedding_dim, allow_none=True),
+    "evaluation.pair_classifier": choice(_pair_classifiers),
+    "evaluation.n_pairs": int_range(min=2),
+    "evaluation.dnn_hidden_units": list_of(
+        int_range(min=1), min_length=1, allow_none=True, noun="layer sizes"
+    ),
+    "evaluation.dnn_epochs": _optional_positive_int,
+    "evaluation.dnn_batch_size": _optional_positive_int,
+    "evaluation.dnn_learning_rate": _optional_learning_rate,
+    "evaluation.dcae_dim": _optional_positive_int,
+    "evaluation.dcae_hidden_units": list_of(int_range(min=1), allow_none=True, noun="layer sizes"),
+    "evaluation.dcae_epochs": _optional_positive_int,
+    "evaluation.dcae_batch_size": _optional_positive_int,
+    "evaluation.dcae_learning_rate": _optional_learning_rate,
+    "export.version": int_range(min=0),
+}

@@ -17,17 +17,25 @@ Everything a recipe run produces goes into its run folder:
 ```
 
 A run is resumed (`--resume [DIR]`, or automatically) from its saved
-config, data locations and checkpoints; see `open_run`.
+config, data locations and checkpoints; see `open_run`. A folder opened
+with `provisional=True` (as the recipes' `start_run` does) holds its config
+only once training has written a checkpoint: a run that stopped before
+that (a data error, a crash in the first epoch) is started afresh, in place,
+by the next command, whatever its arguments.
 """
 
 import argparse
+import contextlib
 import datetime
+import fnmatch
 import glob
 import json
 import os
+import socket
 import sys
 
 from keras_spk.config import ConfigError
+from keras_spk.config import check_config
 from keras_spk.config import dump_config
 from keras_spk.config import load_config
 from keras_spk.config import save_config
@@ -174,9 +182,83 @@ def _data_args(args):
     }
 
 
-def _resolve_config(args, overrides, default_config, demo_config, data_given):
+def _resolve_config(args, overrides, default_config, demo_config, data_given, constraints=None):
     config_path = args.config or (default_config if data_given else demo_config)
-    return load_config(config_path, overrides, defaults=default_config), config_path
+    return load_config(config_path, overrides, defaults=default_config, constraints=constraints), config_path
+
+
+# Temporary files of interrupted writes: `keras_spk.utils.files.atomic_open`
+# (`.<name>.<random>.tmp`) and the checkpoint / embedder writers
+# (`.tmp-<pid>-<name>`).
+TEMPORARY_PATTERNS = (".*.tmp", ".tmp-*")
+
+
+def _pid_alive(pid):
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return False
+    return True
+
+
+def _writer_alive(name):
+    """Whether a `.tmp-<pid>-...` file belongs to another live process (still being written)."""
+    pid = name[len(".tmp-"):].split("-", 1)[0]
+    return pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))
+
+
+def remove_temporary_files(path):
+    """Deletes leftovers of interrupted writes inside the run folder `path`.
+
+    Only regular files whose names match `TEMPORARY_PATTERNS` are removed
+    (symbolic links are neither followed nor removed), and a `.tmp-<pid>-`
+    file of a process that is still running is left to it.
+
+    Returns:
+        The removed paths, sorted.
+    """
+    removed = []
+    for folder, subfolders, files in os.walk(path):
+        for name in files:
+            file_path = os.path.join(folder, name)
+            if not any(fnmatch.fnmatchcase(name, pattern) for pattern in TEMPORARY_PATTERNS):
+                continue
+            if os.path.islink(file_path) or not os.path.isfile(file_path):
+                continue
+            if name.startswith(".tmp-") and _writer_alive(name):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(file_path)
+                removed.append(file_path)
+    if removed:
+        print(f"Removed {len(removed)} temporary file(s) of interrupted writes in {path}.")
+    return sorted(removed)
+
+
+def has_trained(path):
+    """Whether the run folder `path` holds training progress: a checkpoint, or a finished run."""
+    if glob.glob(os.path.join(path, "checkpoints", "*", "epoch-*.weights.h5")):
+        return True
+    return bool(_read_json(os.path.join(path, "state.json"), {}).get("finished"))
+
+
+def _holds(path, info):
+    """Whether a run folder keeps its config and data (so another command may not replace them)."""
+    return not info.get("provisional") or has_trained(path)
+
+
+def _in_use(info):
+    """The pid of another live process that opened this (provisional) folder on this machine, or None."""
+    pid = info.get("pid")
+    if info.get("host") == socket.gethostname() and pid != os.getpid() and _pid_alive(pid):
+        return pid
+    return None
 
 
 def _diff(a, b, prefix=""):
@@ -191,28 +273,37 @@ def _diff(a, b, prefix=""):
     return keys
 
 
-def _unfinished_runs(root, name):
-    """Unfinished run folders of recipe `name` under `root`, newest first."""
+def _unfinished_runs(root, name, trained_only=False):
+    """Unfinished run folders of recipe `name` under `root`, newest first.
+
+    With `trained_only`, only those that hold training progress (a provisional
+    folder that stopped before its first checkpoint is left out).
+    """
     found = []
     for path in glob.glob(os.path.join(root, f"{name}-*")):
         info = _read_json(os.path.join(path, "run.json"))
         state = _read_json(os.path.join(path, "state.json"), {"finished": False})
         if info is not None and info.get("name") == name and not state.get("finished"):
-            found.append(path)
+            if not trained_only or _holds(path, info):
+                found.append(path)
     return sorted(found, reverse=True)
 
 
-def open_run(name, argv, default_config, demo_config, parser=None):
+def open_run(
+    name, argv, default_config, demo_config, parser=None, constraints=None, provisional=False
+):
     """Parses a recipe's command line and creates or resumes its run folder.
 
     The config is `--config` (or `demo_config` without `--data`,
     `default_config` with it) merged onto `default_config`, then the
-    `--section.key=value` overrides; unknown keys are errors.
+    `--section.key=value` overrides; unknown keys are errors, and so are
+    values that break `constraints` (checked before any folder is made).
 
     Which folder:
     - `--resume DIR`: that run (`--resume` alone: the newest unfinished
-      run under `runs/`). Its saved config and data are used; a config,
-      override or data argument that disagrees with them is an error.
+      run under `runs/` that has trained). Its saved config (with the
+      command's overrides) and data are used; a config, override or data
+      argument that disagrees with them is an error.
     - `--output DIR`: a new run there; if DIR holds an unfinished run of
       the same config and data, it is resumed.
     - neither: the newest unfinished run under `runs/` with the same config
@@ -220,12 +311,23 @@ def open_run(name, argv, default_config, demo_config, parser=None):
       otherwise a new `runs/<name>-<timestamp>/`. `--new-run` always starts
       a new folder.
 
+    A provisional folder that has not trained yet (no checkpoint; see
+    `has_trained`) holds nothing: `--resume DIR` or `--output DIR` start it
+    afresh in place with the new command's config and data (unless another
+    live process opened it), and the same command reuses it. Leftover
+    temporary files of interrupted writes are removed from a folder that
+    is opened again (`remove_temporary_files`).
+
     Args:
         name: the recipe's name.
         argv: command-line arguments (without the program name).
         default_config: the recipe's full config; also the schema of valid keys.
         demo_config: the config used without `--data`.
         parser: optional parser from `recipe_parser` with extra arguments.
+        constraints: optional `{dotted key: keras_spk.config.Constraint}`
+            checked on the resolved config.
+        provisional: whether the folder holds its config only once training
+            has written a checkpoint (recipes: `True`, through `start_run`).
 
     Returns:
         `(run, args)`: the `Run` and the parsed `argparse.Namespace`.
@@ -236,19 +338,28 @@ def open_run(name, argv, default_config, demo_config, parser=None):
     parser = parser or recipe_parser(name, f"Train and evaluate the {name} recipe.")
     args, overrides = parser.parse_known_args(argv)
     data = _data_args(args)
-    config, config_path = _resolve_config(args, overrides, default_config, demo_config, bool(data))
     command = [os.path.basename(sys.argv[0] or name)] + list(argv)
+    settings = {
+        "default_config": default_config,
+        "demo_config": demo_config,
+        "constraints": constraints,
+        "provisional": provisional,
+        "command": command,
+    }
 
     if args.resume is not None:
         if args.new_run:
             raise RunError("--resume and --new-run contradict each other; give one.")
         path = _resume_path(args.resume, name)
-        return _resume(name, path, config, data, args, overrides, default_config, True), args
+        return _resume(name, path, None, None, data, args, overrides, settings), args
 
+    config, config_path = _resolve_config(
+        args, overrides, default_config, demo_config, bool(data), constraints
+    )
     if args.output:
         path = args.output
         if os.path.exists(os.path.join(path, "run.json")) and not args.new_run:
-            return _resume(name, path, config, data, args, overrides, default_config, False), args
+            return _resume(name, path, config, config_path, data, args, overrides, settings), args
         if os.path.isdir(path) and os.listdir(path):
             raise RunError(
                 f"--output {path} exists and is not an empty run folder; choose another folder "
@@ -262,28 +373,43 @@ def open_run(name, argv, default_config, demo_config, parser=None):
                     saved = load_config(os.path.join(candidate, "config.yaml"), defaults=default_config)
                 except (ConfigError, OSError):
                     continue  # a run of another version of the recipe: never resumed silently
-                if info.get("data") == data and not _diff(saved, config):
+                if info.get("data") != data or _diff(saved, config):
+                    continue
+                if _holds(candidate, info):
                     print(f"Resuming the interrupted run {candidate} (same config and data; --new-run starts afresh).")
                     return _open_existing(name, candidate, info, saved), args
+                if _in_use(info) is None:
+                    print(f"Using {candidate} again: it stopped before training (same config and data).")
+                    return _create(name, candidate, config, config_path, data, settings), args
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = os.path.join(RUNS_ROOT, f"{name}-{stamp}")
         suffix = 1
         while os.path.exists(path):
             suffix += 1
             path = os.path.join(RUNS_ROOT, f"{name}-{stamp}-{suffix}")
+    return _create(name, path, config, config_path, data, settings), args
 
+
+def _create(name, path, config, config_path, data, settings):
+    """Writes a run's config and info into `path` (new, or a folder that never trained)."""
     os.makedirs(path, exist_ok=True)
+    remove_temporary_files(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(path, "state.json"))  # stages of an attempt that trained nothing
     info = {
         "name": name,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": command,
+        "command": settings["command"],
         "config_file": os.path.abspath(config_path),
         "data": data,
         "backend": _backend(),
+        "provisional": bool(settings["provisional"]),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
     }
     save_config(config, os.path.join(path, "config.yaml"))
     atomic_write_json(os.path.join(path, "run.json"), info)
-    return Run(name, path, config, data, resumed=False, info=info), args
+    return Run(name, path, config, data, resumed=False, info=info)
 
 
 def _backend():
@@ -295,21 +421,49 @@ def _backend():
 def _resume_path(resume, name):
     if resume != LATEST:
         return resume
-    runs = _unfinished_runs(RUNS_ROOT, name)
+    runs = _unfinished_runs(RUNS_ROOT, name, trained_only=True)
     if not runs:
         raise RunError(f"--resume: no unfinished {name} run under {RUNS_ROOT}/; give --resume DIR.")
     return runs[0]
 
 
-def _resume(name, path, config, data, args, overrides, default_config, explicit):
+def _resume(name, path, config, config_path, data, args, overrides, settings):
+    """Opens the existing run folder `path`.
+
+    `config` is the command's resolved config (`--output DIR`), or `None`
+    for `--resume DIR`: the run's saved config with the command's overrides
+    (or `--config` with them).
+    """
     info = _read_json(os.path.join(path, "run.json"))
-    if info is None or not os.path.exists(os.path.join(path, "config.yaml")):
+    saved_path = os.path.join(path, "config.yaml")
+    if info is None or not os.path.exists(saved_path):
         raise RunError(f"{path} is not a run folder (no run.json/config.yaml); check the path.")
     if info.get("name") != name:
         raise RunError(f"{path} is a {info.get('name')!r} run, not a {name!r} run.")
-    saved = load_config(os.path.join(path, "config.yaml"), defaults=default_config)
-    if explicit and not (args.config or overrides):
-        config = saved  # --resume DIR alone: the run's own config
+    default_config, constraints = settings["default_config"], settings["constraints"]
+    saved = load_config(saved_path, defaults=default_config)
+    explicit = config is None
+    if explicit:
+        if args.config:
+            config, config_path = _resolve_config(
+                args, overrides, default_config, settings["demo_config"], True, constraints
+            )
+        else:
+            config = load_config(saved_path, overrides, defaults=default_config, constraints=constraints)
+            config_path = info.get("config_file") or saved_path
+    if not _holds(path, info):
+        # Nothing trained: the folder is started afresh with this command's arguments.
+        pid = _in_use(info)
+        if pid is not None:
+            raise RunError(
+                f"{path} is being started by another process (pid {pid}) that has not trained yet; "
+                "choose another --output, or stop that process first."
+            )
+        new_data = (data or info.get("data") or {}) if explicit else data
+        changed = _diff(saved, config) + (["the data"] if new_data != info.get("data") else [])
+        what = f" with the new {', '.join(changed)}" if changed else ""
+        print(f"{path} stopped before training; starting it afresh{what}.")
+        return _create(name, path, config, config_path, new_data, settings)
     changed = _diff(saved, config)
     if changed:
         raise RunError(
@@ -335,6 +489,7 @@ def _open_existing(name, path, info, config):
             f"Note: {path} was started under the {info.get('backend')} backend and continues under "
             f"{_backend()}; checkpoints are backend-neutral."
         )
+    remove_temporary_files(path)
     return Run(name, path, config, info["data"], resumed=True, info=info)
 
 

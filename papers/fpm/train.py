@@ -34,6 +34,73 @@ DEFAULT_CONFIG = os.path.join(HERE, "configs", "fpm.yaml")
 DEMO_CONFIG = os.path.join(HERE, "configs", "demo.yaml")
 
 
+def _systems():
+    from papers.fpm.model import SYSTEMS
+
+    return sorted(SYSTEMS)
+
+
+def _poolings():
+    from papers.fpm.model import POOLINGS
+
+    return list(POOLINGS)
+
+
+def _heads():
+    from papers.fpm.model import HEADS
+
+    return list(HEADS)
+
+
+def _last_level(config):
+    """The deepest pyramid level: C<stages + 1> (C5 for ResNet-34's four stages)."""
+    stages = config["model"]["stage_filters"]
+    return 1 + (len(stages) if isinstance(stages, list) and stages else 4)
+
+
+def config_constraints():
+    """What the recipe's own keys may be (the shared ones: `keras_spk.recipe.recipe_constraints`).
+
+    Checked at start-up, before the run folder is made, so that a bad
+    value is reported before any training.
+    """
+    from keras_spk.config import choice
+    from keras_spk.config import float_range
+    from keras_spk.config import int_range
+    from keras_spk.config import list_of
+
+    from papers.fpm import data
+
+    positive = int_range(min=1)
+    non_negative = float_range(min=0)
+    return {
+        **data.CONSTRAINTS,
+        "model.system": choice(_systems),
+        "model.pooling": choice(_poolings, allow_none=True),
+        "model.levels": list_of(
+            int_range(min=2, max=_last_level), min_length=1, unique=True, allow_none=True,
+            noun="pyramid levels",
+        ),
+        "model.head": choice(_heads, allow_none=True),
+        "model.embedding_dim": positive,
+        "model.fpm_channels": positive,
+        "model.sap_attention_units": positive,
+        "model.ring_loss_weight": non_negative,
+        "model.a_softmax_margin": positive,
+        "model.l2": non_negative,
+        "model.num_mel_bins": positive,
+        "model.stage_filters": list_of(positive, min_length=1, allow_none=True, noun="filter counts"),
+        "model.stem_filters": int_range(min=1, allow_none=True),
+        "optimizer.learning_rate": float_range(min=0, include_min=False),
+        "optimizer.momentum": float_range(0, 1, include_max=False),
+        "optimizer.lr_drop_at": list_of(
+            float_range(0, 1, include_min=False, include_max=False), noun="fractions of the epochs"
+        ),
+        "optimizer.lr_drop_factor": float_range(0, 1, include_min=False),
+        "optimizer.warmup_epochs": int_range(min=0),
+    }
+
+
 def model_settings(config):
     """Keyword arguments of `build_system` from the config's `model` section (nulls: the system's)."""
     model = dict(config["model"])
@@ -94,6 +161,7 @@ def main(argv=None, callbacks=()):
         DEFAULT_CONFIG,
         DEMO_CONFIG,
         __doc__.split("\n\n")[0],
+        constraints=config_constraints(),
     )
     import keras
 

@@ -29,6 +29,45 @@ if __package__ in (None, ""):  # run as a script: make `papers.rawnet` importabl
 DEFAULT_CONFIG = os.path.join(HERE, "configs", "rawnet.yaml")
 DEMO_CONFIG = os.path.join(HERE, "configs", "demo.yaml")
 
+PRETRAIN_LOSSES = ("same", "softmax")
+BASIS_REDUCTIONS = ("mean", "sum")
+
+
+def config_constraints():
+    """What the recipe's own keys may be (the shared ones: `keras_spk.recipe.recipe_constraints`).
+
+    Checked at start-up, before the run folder is made, so that a bad
+    value is reported before any training.
+    """
+    from keras_spk.config import choice
+    from keras_spk.config import float_range
+    from keras_spk.config import int_range
+    from keras_spk.config import list_of
+
+    from papers.rawnet import data
+
+    positive = int_range(min=1)
+    non_negative = float_range(min=0)
+    return {
+        **data.CONSTRAINTS,
+        "model.strided_conv_filters": positive,
+        "model.stackwise_filters": list_of(positive, min_length=1, noun="filter counts"),
+        "model.gru_units": positive,
+        "model.recurrent_dropout": float_range(0, 1, include_max=False),
+        "model.embedding_dim": positive,
+        "model.leaky_relu_slope": non_negative,
+        "model.pre_emphasis": float_range(0, 1),
+        "model.l2": non_negative,
+        "loss.center_loss_weight": non_negative,
+        "loss.center_loss_alpha": float_range(0, 1),
+        "loss.basis_weight": non_negative,
+        "loss.basis_reduction": choice(BASIS_REDUCTIONS),
+        "optimizer.learning_rate": float_range(min=0, include_min=False),
+        "optimizer.decay": non_negative,
+        "pretrain.epochs": int_range(min=0),  # 0: no pre-training
+        "pretrain.loss": choice(PRETRAIN_LOSSES),
+    }
+
 
 def model_settings(config, recurrent_dropout=None):
     """Keyword arguments of `build_rawnet` from the config's `model` and `loss` sections."""
@@ -57,7 +96,7 @@ def cnn_settings(config):
     mode = config["pretrain"]["loss"]
     if mode == "softmax":
         settings.update(center_loss_weight=0.0, basis_weight=0.0)
-    elif mode != "same":
+    elif mode != "same":  # checked at start-up (config_constraints); kept for direct callers
         raise ValueError(f"pretrain.loss must be 'same' or 'softmax'. Received: {mode!r}")
     return settings
 
@@ -105,6 +144,7 @@ def main(argv=None, callbacks=()):
         DEFAULT_CONFIG,
         DEMO_CONFIG,
         __doc__.split("\n\n")[0],
+        constraints=config_constraints(),
     )
     import keras
 
@@ -115,7 +155,6 @@ def main(argv=None, callbacks=()):
 
     config = run.config
     num_speakers = len(data.speaker_map)
-    rawnet_data.check_crop(config)
     stage_args = {
         "steps_per_epoch": data.steps_per_epoch(config["data"]["batch_size"]),
         **recipe.stage_options(config, callbacks),
