@@ -32,5 +32,7 @@ from keras_spk.recipe.run import open_run
 from keras_spk.recipe.run import recipe_parser
 from keras_spk.recipe.training import EpochCheckpoint
 from keras_spk.recipe.training import fit_stage
+from keras_spk.recipe.training import get_random_state
 from keras_spk.recipe.training import list_checkpoints
 from keras_spk.recipe.training import restore_checkpoint
+from keras_spk.recipe.training import set_random_state

@@ -1,8 +1,10 @@
-"""Tests of keras_spk.recipe.training: checkpoints every epoch, exact resumption."""
+"""Tests of keras_spk.recipe.training: checkpoints every epoch, exact resumption (random state included)."""
 
 import csv
 import os
+import random
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -11,8 +13,12 @@ import tensorflow as tf
 from keras_spk.recipe import EpochCheckpoint
 from keras_spk.recipe import Run
 from keras_spk.recipe import fit_stage
+from keras_spk.recipe import get_random_state
 from keras_spk.recipe import list_checkpoints
 from keras_spk.recipe import restore_checkpoint
+from keras_spk.recipe import set_random_state
+from keras_spk.recipe.training import RANDOM_STATE_GROUP
+from keras_spk.recipe.training import checkpoint_path
 
 STEPS = 3
 EPOCHS = 4
@@ -104,3 +110,113 @@ def test_epoch_checkpoint_keeps_the_newest(tmp_path):
     assert restore_checkpoint(build_model(seed=3), str(tmp_path / "none")) == 0
     with pytest.raises(ValueError, match="keep"):
         EpochCheckpoint(directory, keep=0)
+
+
+def build_dropout_model(seed):
+    # An unseeded Dropout (torch's global generator under PyTorch, its own
+    # SeedGenerator under TensorFlow) and a seeded one (its SeedGenerator).
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((5,)),
+            keras.layers.Dense(16, activation="tanh"),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(16, activation="tanh"),
+            keras.layers.Dropout(0.3, seed=11),
+            keras.layers.Dense(2),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def csv_losses(path):
+    with open(path, newline="") as f:
+        return [(int(row["epoch"]), float(row["loss"])) for row in csv.DictReader(f)]
+
+
+def test_resumed_stage_draws_the_dropout_masks_of_the_uninterrupted_one(tmp_path):
+    whole_run = new_run(tmp_path / "whole")
+    whole = build_dropout_model(seed=1)
+    fit_stage(whole_run, "stage", whole, make_dataset, EPOCHS, STEPS, verbose=0)
+
+    run = new_run(tmp_path / "cut")
+    with pytest.raises(KeyboardInterrupt):
+        fit_stage(run, "stage", build_dropout_model(seed=1), make_dataset, EPOCHS, STEPS,
+                  callbacks=[Interrupt(2)], verbose=0)
+    # A new process seeds everything again and builds the model again.
+    resumed = build_dropout_model(seed=1)
+    fit_stage(run, "stage", resumed, make_dataset, EPOCHS, STEPS, verbose=0)
+
+    want = csv_losses(whole_run.join("logs", "stage.csv"))
+    assert len(set(want)) == EPOCHS
+    assert csv_losses(run.join("logs", "stage.csv")) == want  # bit-identical
+    for got, expected in zip(weights_of(resumed), weights_of(whole)):
+        np.testing.assert_array_equal(got, expected)
+    for got, expected in zip(get_random_state(resumed).items(), get_random_state(whole).items()):
+        assert got[0] == expected[0]
+
+
+class DrawAfterCheckpoint(keras.callbacks.Callback):
+    """Draws from every generator right after the checkpoint of each epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.draws = draw_random(self.model)
+
+
+def draw_random(model):
+    seed_generators = [layer.seed_generator for layer in model.layers if hasattr(layer, "seed_generator")]
+    draws = {
+        "python": random.random(),
+        "numpy": np.random.random(),
+        "keras": [float(keras.random.uniform((), seed=g)) for g in seed_generators],
+        "keras_global": float(keras.random.uniform(())),
+        "tf_global": float(tf.random.get_global_generator().uniform(())),
+    }
+    if keras.backend.backend() == "torch":
+        import torch
+
+        draws["torch"] = torch.rand(3).tolist()
+    return draws
+
+
+def test_checkpoint_carries_the_random_state(tmp_path):
+    model = build_dropout_model(seed=0)
+    keras.random.uniform(())  # Keras's global SeedGenerator now exists
+    tf.random.get_global_generator()  # and TensorFlow's
+    directory = str(tmp_path / "ck")
+    draws = DrawAfterCheckpoint()
+    model.fit(make_dataset(0), epochs=2, steps_per_epoch=2, verbose=0,
+              callbacks=[EpochCheckpoint(directory), draws])
+    with h5py.File(list_checkpoints(directory)[-1][1], "r") as f:
+        assert len([n for n in f[RANDOM_STATE_GROUP] if n.startswith("model_seed_generator_")]) == 2
+
+    other = build_dropout_model(seed=7)
+    for _ in range(3):
+        draw_random(other)  # elsewhere in every generator
+    assert restore_checkpoint(other, directory) == 2
+    assert draw_random(other) == draws.draws
+
+
+def test_random_state_of_another_model_is_refused():
+    state = get_random_state(build_dropout_model(seed=0))
+    plain = build_model(seed=0)
+    with pytest.raises(ValueError, match="2 random seed generator.*has 0.*another model"):
+        set_random_state(plain, state, source="epoch-001.weights.h5")
+    set_random_state(build_dropout_model(seed=3), state)
+
+
+def test_checkpoint_without_random_state_loads_with_a_warning(tmp_path):
+    model = build_model(seed=0)
+    model.optimizer.build(model.trainable_variables)
+    directory = str(tmp_path / "old")
+    os.makedirs(directory)
+    model.save_weights(checkpoint_path(directory, 4))  # as older versions wrote them
+    other = build_model(seed=1)
+    with pytest.warns(UserWarning, match="no random state"):
+        assert restore_checkpoint(other, directory) == 4
+    for got, want in zip(weights_of(other), weights_of(model)):
+        np.testing.assert_array_equal(got, want)
