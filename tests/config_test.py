@@ -7,9 +7,16 @@ import yaml
 
 from keras_spk import config as config_lib
 from keras_spk.config import ConfigError
+from keras_spk.config import Constraint
 from keras_spk.config import apply_overrides
+from keras_spk.config import check_config
+from keras_spk.config import choice
 from keras_spk.config import dump_config
+from keras_spk.config import float_range
+from keras_spk.config import int_range
+from keras_spk.config import list_of
 from keras_spk.config import load_config
+from keras_spk.config import non_empty_string
 from keras_spk.config import parse_overrides
 from keras_spk.config import read_yaml
 from keras_spk.config import save_config
@@ -476,3 +483,125 @@ def test_save_config_atomic_when_write_fails_midway(tmp_path, monkeypatch):
         save_config({"a": {"b": 2}, "c": list(range(100))}, out)
     monkeypatch.undo()
     _assert_untouched(tmp_path, out, before)
+
+
+# ---------------------------------------------------------------- constraints
+
+@pytest.mark.parametrize(
+    "constraint, valid, invalid",
+    [
+        (int_range(min=1), [1, 7, 10**9], [0, -3, 1.5, True, None, "2"]),
+        (int_range(min=0), [0, 3], [-1, False]),
+        (int_range(min=8000, max=192000), [8000, 16000, 192000], [7999, 192001, 0]),
+        (int_range(min=1, allow_none=True), [None, 1], [0]),
+        (float_range(0, 1, include_max=False), [0, 0.0, 0.3, 0.999], [1, 1.0, -0.1, float("nan"), True]),
+        (float_range(min=0, include_min=False), [1e-9, 3], [0, 0.0, -1.0, float("inf")]),
+        (choice(["mean", "sum"]), ["mean", "sum"], ["Mean", "max", None, 1]),
+        (choice([0, 1, 2]), [0, 1, 2], [3, True, 1.0]),
+        (choice(lambda: ["a", "b"], allow_none=True), ["a", None], ["c"]),
+        (list_of(int_range(min=1), min_length=1), [[1], [4, 4]], [[], [0], 3, None, "1"]),
+        (list_of(choice(["a", "b"]), unique=True, allow_none=True), [[], ["a", "b"], None], [["a", "a"], ["c"]]),
+        (non_empty_string(allow_none=True), ["x", None], ["", "  ", 3]),
+    ],
+)
+def test_constraint_accepts_and_refuses(constraint, valid, invalid):
+    for value in valid:
+        assert constraint.problem(value, {}) is None, value
+    for value in invalid:
+        assert constraint.problem(value, {}) is not None, value
+
+
+def test_constraint_descriptions():
+    assert int_range(min=1).describe({}) == "an int >= 1"
+    assert int_range(min=8000, max=192000).describe({}) == "an int from 8000 to 192000"
+    assert int_range(min=1, allow_none=True).describe({}) == "null or an int >= 1"
+    assert float_range(0, 1, include_max=False).describe({}) == "a number in [0, 1)"
+    assert float_range(min=0, include_min=False).describe({}) == "a number > 0"
+    assert choice(["mean", "sum"]).describe({}) == "one of mean, sum"
+    assert list_of(int_range(min=1), min_length=1, noun="sizes").describe({}) == (
+        "a non-empty list of sizes, each an int >= 1"
+    )
+
+
+def test_check_config_message_names_source_key_value_and_fix():
+    config = {"data": {"batch_size": 0}}
+    with pytest.raises(ConfigError) as error:
+        check_config(
+            config,
+            {"data.batch_size": int_range(min=1)},
+            origins={"data.batch_size": "override --data.batch_size"},
+            defaults={"data": {"batch_size": 32}},
+        )
+    assert str(error.value) == (
+        "override --data.batch_size: config key 'data.batch_size' must be an int >= 1, got 0. "
+        "Give another value, e.g. --data.batch_size=32 (the default)."
+    )
+
+
+def test_load_config_checks_constraints_and_names_where_a_value_came_from(tmp_path):
+    defaults = write_defaults(tmp_path)
+    rules = {
+        "data.sample_rate": int_range(min=8000, max=192000),
+        "model.encoder.dropout": float_range(0, 1, include_max=False),
+    }
+    assert load_config(defaults, constraints=rules)["data"]["sample_rate"] == 16000
+    with pytest.raises(ConfigError, match=r"^override --data.sample_rate: config key 'data.sample_rate' "
+                                          r"must be an int from 8000 to 192000, got 0\. "):
+        load_config(defaults, ["--data.sample_rate=0"], constraints=rules)
+    # A value from a user file names that file, one from its _base_ the base.
+    write(tmp_path / "base.yaml", "model:\n  encoder:\n    dropout: 1.0\n")
+    user = write(tmp_path / "user.yaml", "_base_: base.yaml\ndata:\n  sample_rate: 4000\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(user, defaults=defaults, constraints=rules)
+    lines = str(error.value).split("\n")
+    assert len(lines) == 2  # every bad value, one line each
+    assert lines[0].startswith(f"{user}: config key 'data.sample_rate' must be an int from 8000")
+    assert "Change it there or override it, e.g. --data.sample_rate=16000 (the default)." in lines[0]
+    assert lines[1].startswith(
+        f"{tmp_path / 'base.yaml'}: config key 'model.encoder.dropout' must be a number in [0, 1), got 1.0."
+    )
+    # The override that fixes it is accepted.
+    fixed = load_config(user, ["--data.sample_rate=8000", "--model.encoder.dropout=0.5"], defaults=defaults,
+                        constraints=rules)
+    assert fixed["data"]["sample_rate"] == 8000
+
+
+def test_choice_from_a_registry_reads_it_when_checked_and_suggests():
+    registry = {"cosine": 1, "plda": 2}
+    rule = {"evaluation.backends": list_of(choice(lambda: sorted(registry)), min_length=1, unique=True,
+                                           noun="back-end names")}
+    config = {"evaluation": {"backends": ["cosine", "plad"]}}
+    with pytest.raises(ConfigError, match=r"each one of cosine, plda, got \['cosine', 'plad'\]\. "
+                                          r"Entry 2 \('plad'\) is not valid\. Did you mean 'plda'\?"):
+        check_config(config, rule)
+    registry["plad"] = 3  # a registry that grows: the same declaration accepts the new name
+    assert check_config(config, rule) is config
+
+
+def test_unique_and_non_empty_lists():
+    rule = {"a": list_of(choice(["x", "y"]), min_length=1, unique=True)}
+    with pytest.raises(ConfigError, match="'x' appear"):
+        check_config({"a": ["x", "x"]}, rule)
+    with pytest.raises(ConfigError, match="non-empty list"):
+        check_config({"a": []}, rule)
+
+
+def test_rule_depending_on_a_bad_key_waits_for_that_keys_error():
+    rules = {
+        "rate": int_range(min=8000),
+        # One sample at the rate: reads the other key (and divides by it).
+        "seconds": Constraint(
+            lambda value, config: value >= 1 / config["rate"], lambda config: f"at least {1 / config['rate']} s"
+        ),
+    }
+    with pytest.raises(ConfigError, match="config key 'rate'") as error:
+        check_config({"rate": 0, "seconds": 1.0}, rules)
+    assert "seconds" not in str(error.value)
+    # With the rate fixed, the dependent rule runs.
+    with pytest.raises(ConfigError, match=r"config key 'seconds' must be at least 0.000125 s"):
+        check_config({"rate": 8000, "seconds": 0.0}, rules)
+
+
+def test_constraint_on_a_key_the_config_lacks_is_a_bug():
+    with pytest.raises(KeyError, match="data.batch_sise"):
+        check_config({"data": {"batch_size": 1}}, {"data.batch_sise": int_range(min=1)})
