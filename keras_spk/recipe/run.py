@@ -241,6 +241,22 @@ def remove_temporary_files(path):
     return sorted(removed)
 
 
+# Keys a resumed run may change: they only steer the steps after training
+# (embeddings, back-end table, duration table, export) or the console output.
+CHANGEABLE_ON_RESUME = ("evaluation.", "export.", "train.verbose")
+# ... except those the saved embeddings were made with.
+FIXED_AFTER_EMBEDDINGS = ("evaluation.train_utterances_per_speaker",)
+
+
+def _changeable(key, path):
+    if not any(key == prefix or key.startswith(prefix) for prefix in CHANGEABLE_ON_RESUME):
+        return False
+    if key in FIXED_AFTER_EMBEDDINGS:
+        state = _read_json(os.path.join(path, "state.json"), {"stages": {}})
+        return state.get("stages", {}).get("embeddings") != "done"
+    return True
+
+
 def has_trained(path):
     """Whether the run folder `path` holds training progress: a checkpoint, or a finished run."""
     if glob.glob(os.path.join(path, "checkpoints", "*", "epoch-*.weights.h5")):
@@ -311,6 +327,13 @@ def open_run(
       otherwise a new `runs/<name>-<timestamp>/`. `--new-run` always starts
       a new folder.
 
+    "The same config" leaves out the keys of `CHANGEABLE_ON_RESUME`
+    (`evaluation.*`, `export.*`, `train.verbose`: they do not change
+    training): a resumed run takes their new values and records them, so a
+    back-end list can be corrected without training again
+    (`evaluation.train_utterances_per_speaker` only until the embeddings
+    are made).
+
     A provisional folder that has not trained yet (no checkpoint; see
     `has_trained`) holds nothing: `--resume DIR` or `--output DIR` start it
     afresh in place with the new command's config and data (unless another
@@ -373,12 +396,18 @@ def open_run(
                     saved = load_config(os.path.join(candidate, "config.yaml"), defaults=default_config)
                 except (ConfigError, OSError):
                     continue  # a run of another version of the recipe: never resumed silently
-                if info.get("data") != data or _diff(saved, config):
+                changed = _diff(saved, config)
+                if info.get("data") != data:
                     continue
                 if _holds(candidate, info):
-                    print(f"Resuming the interrupted run {candidate} (same config and data; --new-run starts afresh).")
-                    return _open_existing(name, candidate, info, saved), args
-                if _in_use(info) is None:
+                    if any(not _changeable(key, candidate) for key in changed):
+                        continue
+                    print(
+                        f"Resuming the interrupted run {candidate} (same training config and data; "
+                        "--new-run starts afresh)."
+                    )
+                    return _continue(name, candidate, info, saved, config, changed), args
+                if not changed and _in_use(info) is None:
                     print(f"Using {candidate} again: it stopped before training (same config and data).")
                     return _create(name, candidate, config, config_path, data, settings), args
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -465,10 +494,12 @@ def _resume(name, path, config, config_path, data, args, overrides, settings):
         print(f"{path} stopped before training; starting it afresh{what}.")
         return _create(name, path, config, config_path, new_data, settings)
     changed = _diff(saved, config)
-    if changed:
+    fixed = [key for key in changed if not _changeable(key, path)]
+    if fixed:
         raise RunError(
-            f"{path} was started with another config; these keys differ: {', '.join(changed)}. "
-            "A resumed run keeps its config: drop those arguments, or start a new run "
+            f"{path} was started with another config; these keys differ: {', '.join(fixed)}. "
+            "A resumed run keeps its training config (only evaluation.*, export.* and "
+            "train.verbose may change): drop those arguments, or start a new run "
             "(--new-run or another --output)."
         )
     if data and data != info["data"]:
@@ -480,6 +511,16 @@ def _resume(name, path, config, config_path, data, args, overrides, settings):
     if state.get("finished"):
         raise RunError(f"{path} is a finished run; start a new one with another --output (or --new-run).")
     print(f"Resuming {path}.")
+    return _continue(name, path, info, saved, config, changed)
+
+
+def _continue(name, path, info, saved, config, changed):
+    """Resumes a run whose config differs from `saved` at most in `CHANGEABLE_ON_RESUME` keys."""
+    if changed:
+        # Steps after training only: the run continues with the new values, recorded.
+        print(f"New values of {', '.join(changed)} (they do not change training).")
+        save_config(config, os.path.join(path, "config.yaml"))
+        saved = config
     return _open_existing(name, path, info, saved)
 
 

@@ -229,3 +229,28 @@ def test_temporary_files_of_interrupted_writes_are_removed_on_reopening(configs,
     (fresh / ".config.yaml.zzzzzzzz.tmp").write_text("half")
     start_provisional(configs, "--output", str(fresh), "--train.epochs=9")
     assert not (fresh / ".config.yaml.zzzzzzzz.tmp").exists()
+
+
+def test_resumed_run_may_change_what_only_the_steps_after_training_read(configs):
+    folder = os.path.dirname(configs[0])
+    defaults = dict(DEFAULTS, evaluation={"backends": ["cosine"], "train_utterances_per_speaker": None})
+    with open(os.path.join(folder, "defaults.yaml"), "w") as f:
+        yaml.safe_dump(defaults, f)
+    run = start(configs, "--output", "r")
+    add_checkpoint(run)
+    resumed = start(configs, "--resume", "r", "--evaluation.backends=[cosine, plda]")
+    assert resumed.resumed and resumed.config["evaluation"]["backends"] == ["cosine", "plda"]
+    with open(resumed.join("config.yaml")) as f:
+        assert yaml.safe_load(f)["evaluation"]["backends"] == ["cosine", "plda"]  # recorded
+    # The same command without --output continues the trained run too.
+    auto = start(configs, "--train.epochs=1", "--evaluation.backends=[plda]")
+    assert auto.path != resumed.path  # runs/: r is elsewhere
+    add_checkpoint(auto)
+    again = start(configs, "--evaluation.backends=[cosine]")
+    assert again.path == auto.path and again.resumed
+    # Training keys still may not change, nor what the saved embeddings were made with.
+    with pytest.raises(RunError, match=r"these keys differ: train.epochs\. .*only evaluation"):
+        start(configs, "--resume", "r", "--train.epochs=4", "--evaluation.backends=[plda]")
+    run.mark_stage_done("embeddings")
+    with pytest.raises(RunError, match="these keys differ: evaluation.train_utterances_per_speaker"):
+        start(configs, "--resume", "r", "--evaluation.train_utterances_per_speaker=2")
