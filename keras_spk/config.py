@@ -260,10 +260,11 @@ def load_config(path, overrides=(), defaults=None, constraints=None):
             strings = []
             pairs.append(override)
     pairs.extend(parse_overrides(strings))
-    config = apply_overrides(config, pairs, schema=schema, origins=origins)
+    resolved = apply_overrides(config, pairs, schema=schema, origins=origins)
     if constraints:
-        check_config(config, constraints, origins=origins, defaults=schema, source=default_source)
-    return config
+        examples = [(config, "the config file's value"), (schema, "the default")]
+        check_config(resolved, constraints, origins=origins, defaults=examples, source=default_source)
+    return resolved
 
 
 def dump_config(config):
@@ -507,11 +508,13 @@ def _source_of(key, origins, source):
 
 def _default_fix(key, where, constraint, config, defaults):
     change = "Give another value" if where.startswith("override ") else "Change it there or override it"
-    if defaults is not None and has_key(defaults, key):
-        default = get_key(defaults, key)
-        if constraint.problem(default, config) is None:
-            example = shlex.quote(f"--{key}={_flow(default)}")
-            return f"{change}, e.g. {example} (the default)."
+    if isinstance(defaults, dict):
+        defaults = [(defaults, "the default")]
+    for mapping, label in defaults or ():
+        if has_key(mapping, key):
+            example = get_key(mapping, key)
+            if constraint.problem(example, config) is None:
+                return f"{change}, e.g. {shlex.quote(f'--{key}={_flow(example)}')} ({label})."
     return f"{change} with {shlex.quote(f'--{key}=VALUE')}."
 
 
@@ -527,7 +530,10 @@ def check_config(config, constraints, origins=None, defaults=None, source="confi
             in `config` (a misspelt key in a declaration is a bug).
         origins: optional mapping dotted key -> where its value came from
             (a file, `"override --key"`), as `load_config` records it.
-        defaults: optional schema with the default values (for the fix).
+        defaults: optional schema with the default values, for the fix's
+            example; or a list of `(mapping, label)` pairs tried in turn
+            (e.g. the config file's own value before the overrides, then
+            the default).
         source: where values not in `origins` came from.
 
     Returns:

@@ -259,7 +259,9 @@ def _changeable(key, path):
 
 def has_trained(path):
     """Whether the run folder `path` holds training progress: a checkpoint, or a finished run."""
-    if glob.glob(os.path.join(path, "checkpoints", "*", "epoch-*.weights.h5")):
+    from keras_spk.recipe.training import list_checkpoints
+
+    if any(list_checkpoints(stage) for stage in glob.glob(os.path.join(path, "checkpoints", "*"))):
         return True
     return bool(_read_json(os.path.join(path, "state.json"), {}).get("finished"))
 

@@ -184,4 +184,10 @@ def main(argv=None, callbacks=()):
 
 
 if __name__ == "__main__":
-    main()
+    from keras_spk.config import ConfigError
+    from keras_spk.recipe import RunError
+
+    try:
+        main()
+    except (ConfigError, RunError) as error:  # a bad argument: its message says what to do
+        sys.exit(f"error: {error}")
