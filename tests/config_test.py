@@ -560,6 +560,10 @@ def test_load_config_checks_constraints_and_names_where_a_value_came_from(tmp_pa
     assert lines[1].startswith(
         f"{tmp_path / 'base.yaml'}: config key 'model.encoder.dropout' must be a number in [0, 1), got 1.0."
     )
+    # An override that breaks a good value: the example is the config file's own value.
+    good = write(tmp_path / "good.yaml", "data:\n  sample_rate: 8000\n")
+    with pytest.raises(ConfigError, match=r"e\.g\. --data\.sample_rate=8000 \(the config file's value\)\.$"):
+        load_config(good, ["--data.sample_rate=1"], defaults=defaults, constraints=rules)
     # The override that fixes it is accepted.
     fixed = load_config(user, ["--data.sample_rate=8000", "--model.encoder.dropout=0.5"], defaults=defaults,
                         constraints=rules)
