@@ -10,6 +10,15 @@ the same for waveforms already in memory.
 The embedder is a Keras model (called with `training=False`) or any callable
 mapping float32 waveforms `[1, samples]` to embeddings `[1, dim]`, e.g. a
 wrapped SavedModel signature (see `tools/extract.py`).
+
+An embedding is never returned silently broken: NaN/Inf or all-zero output
+is an error naming the utterance. An utterance shorter than the model's
+frame (or pooling window) gives no embedding at all, only a value that does
+not depend on the audio; `find_min_samples(model)` finds the shortest
+length the model does embed, and `embed_files(..., min_samples="auto")`
+refuses shorter files. A Keras model whose front-end declares its sample
+rate (e.g. `LogMelFilterbank(sample_rate=...)`, see `model_sample_rate`)
+refuses to embed audio at another rate.
 """
 
 import os
@@ -19,7 +28,17 @@ import numpy as np
 
 from keras_spk.utils._checks import check_positive_int
 
-__all__ = ["embed_files", "embed_waveforms", "embedding_function", "read_waveforms"]
+__all__ = [
+    "embed_files",
+    "embed_waveforms",
+    "embedding_function",
+    "find_min_samples",
+    "model_sample_rate",
+    "read_waveforms",
+]
+
+# Longest input `find_min_samples` tries (65.5 s at 16 kHz).
+MAX_PROBE_SAMPLES = 2**20
 
 
 def embed_waveforms(model_or_callable, waveforms, progress=False, names=None):
@@ -38,8 +57,8 @@ def embed_waveforms(model_or_callable, waveforms, progress=False, names=None):
 
     Raises:
         ValueError: a waveform is not 1-D or is empty, or the model returns
-            something other than one finite `[1, dim]` row, or embeddings of
-            different sizes. The message names the waveform.
+            something other than one finite, not all-zero `[1, dim]` row, or
+            embeddings of different sizes. The message names the waveform.
     """
     waveforms = list(waveforms)
     if not waveforms:
@@ -77,10 +96,12 @@ def embed_files(model_or_callable, paths, sample_rate=16000, progress=True, *, m
             callable mapping a float32 numpy array `[1, samples]` to `[1, dim]`.
         paths: audio file paths (WAV, FLAC, Ogg Vorbis, MP3).
         sample_rate: int, the rate the model expects; files at another rate
-            are resampled.
+            are resampled. A Keras model whose front-end declares another
+            rate (`model_sample_rate`) is an error.
         progress: bool, show a `keras.utils.Progbar`.
         min_samples: int, the fewest samples (after resampling) an
-            utterance may have.
+            utterance may have, or `"auto"`: the model's own minimum,
+            found by `find_min_samples` (a few calls on short inputs).
 
     Returns:
         float32 numpy array `[len(paths), dim]`, row `i` the embedding of
@@ -91,8 +112,9 @@ def embed_files(model_or_callable, paths, sample_rate=16000, progress=True, *, m
         keras_spk.data.AudioError: a file that cannot be decoded (empty,
             truncated, corrupt, NaN/Inf samples) or is shorter than
             `min_samples`; the message names the file.
-        ValueError: the model gives something other than one finite
-            `[1, dim]` row for a file (the message names it).
+        ValueError: the model gives something other than one finite, not
+            all-zero `[1, dim]` row for a file (the message names it), or
+            its front-end's sample rate is not `sample_rate`.
 
     Example:
 
@@ -103,7 +125,8 @@ def embed_files(model_or_callable, paths, sample_rate=16000, progress=True, *, m
     from keras_spk.data.audio import AudioError
 
     sample_rate = check_positive_int("sample_rate", sample_rate)
-    min_samples = check_positive_int("min_samples", min_samples)
+    if min_samples != "auto":
+        min_samples = check_positive_int("min_samples", min_samples)
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise ValueError("embed_files needs at least one audio file. Received an empty list.")
@@ -115,15 +138,19 @@ def embed_files(model_or_callable, paths, sample_rate=16000, progress=True, *, m
             + (" ..." if len(missing) > 10 else "")
             + ". Check the paths and the audio folder they are relative to."
         )
+    _check_sample_rate(model_or_callable, sample_rate)
     embed = embedding_function(model_or_callable)
+    if min_samples == "auto":
+        min_samples = find_min_samples(embed)
     bar = keras.utils.Progbar(len(paths), unit_name="utterance") if progress else None
     rows = []
     for path, waveform in zip(paths, read_waveforms(paths, sample_rate)):
         if waveform.shape[0] < min_samples:
             raise AudioError(
                 f"{path}: {waveform.shape[0]} samples ({waveform.shape[0] / sample_rate:.3f} s at "
-                f"{sample_rate} Hz), fewer than the minimum of {min_samples}. Remove the file from "
-                "the list, or lower the minimum if the model accepts such short input."
+                f"{sample_rate} Hz), fewer than the minimum of {min_samples} samples "
+                f"({min_samples / sample_rate:.3f} s) that the embedder needs. Remove the file "
+                "from the list, or use a longer recording."
             )
         rows.append(_check_row(embed(waveform[None]), path, rows))
         if bar is not None:
@@ -162,6 +189,138 @@ def read_waveforms(paths, sample_rate):
         if problem is None:
             raise
         raise AudioError(problem) from None
+
+
+def model_sample_rate(model):
+    """The sample rate a Keras model's layers declare, or `None` when none does.
+
+    Front-end layers that compute features in Hz or seconds (e.g.
+    `LogMelFilterbank`, `LogSpectrogram`, `EnergyVAD`) store their
+    `sample_rate`; raw-waveform models (e.g. RawNet, whose front-end is
+    `PreEmphasis` and convolutions) declare none. Any other callable (e.g.
+    a SavedModel signature) gives `None`.
+
+    Raises:
+        ValueError: two layers declare different rates (the model is
+            inconsistent; the message names them).
+    """
+    if not isinstance(model, keras.Layer):
+        return None
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = list(flatten(include_self=True, recursive=True)) if flatten else [model]
+    rates = {}
+    for layer in layers:
+        rate = getattr(layer, "sample_rate", None)
+        if isinstance(rate, (int, np.integer)) and not isinstance(rate, bool):
+            rates.setdefault(int(rate), []).append(layer.name)
+    if len(rates) > 1:
+        found = "; ".join(f"{rate} Hz in {', '.join(names)}" for rate, names in sorted(rates.items()))
+        raise ValueError(f"The model's layers declare different sample rates: {found}.")
+    return next(iter(rates), None)
+
+
+def _check_sample_rate(model_or_callable, sample_rate):
+    """Raises when a Keras model's front-end declares a rate other than `sample_rate`."""
+    declared = model_sample_rate(model_or_callable)
+    if declared is not None and declared != sample_rate:
+        raise ValueError(
+            f"The model's front-end works at {declared} Hz, but sample_rate={sample_rate} was "
+            f"given. Embed at the model's rate (sample_rate={declared}); files at other rates "
+            "are resampled to it."
+        )
+
+
+def find_min_samples(model_or_callable, max_samples=MAX_PROBE_SAMPLES, seed=0):
+    """The shortest input, in samples, the embedder gives a real embedding for.
+
+    Shorter than one analysis frame (or than the product of a CNN's
+    pooling factors), a model has nothing to pool: depending on its layers
+    it gives NaN, all zeros, a constant (e.g. only a bias), or an error.
+    This probes the model on two unrelated signals (noise, a sine plus
+    noise) of lengths 1, 2, 4, ... and then bisects: a length is usable
+    when both outputs are finite, not all zero, and differ from each other
+    (by more than float rounding: the output depends on the audio). About `2 * log2(min_samples)` calls,
+    on inputs shorter than twice the answer.
+
+    Args:
+        model_or_callable: as for `embed_waveforms`.
+        max_samples: int, the longest length tried.
+        seed: int, of the probe signals.
+
+    Returns:
+        int, the minimum length; every length from it up to `max_samples`
+        is assumed usable too (true of framing and pooling, which only get
+        more frames from longer input).
+
+    Raises:
+        ValueError: no length up to `max_samples` is usable; the message
+            says what the model gave (or raised) at the longest one.
+
+    Example:
+
+    >>> find_min_samples(fpm_embedder)  # 25-ms frames at 16 kHz  # doctest: +SKIP
+    400
+    """
+    max_samples = check_positive_int("max_samples", max_samples)
+    embed = embedding_function(model_or_callable)
+    rng = np.random.default_rng(seed)
+    t = np.arange(max_samples)
+    probes = np.stack(
+        [
+            0.3 * rng.standard_normal(max_samples),
+            0.8 * np.sin(2 * np.pi * t / 37.0) + 0.05 * rng.standard_normal(max_samples),
+        ]
+    ).astype("float32")
+    problems = {}
+
+    def usable(n):
+        try:
+            a, b = (_to_numpy(embed(probe[None, :n])).astype("float64") for probe in probes)
+        except Exception as error:  # too short for the model: any backend's error type
+            problems[n] = f"raised {type(error).__name__}: {str(error).strip()[:300]}"
+            return False
+        if a.shape != b.shape or a.ndim != 2 or a.shape[0] != 1 or a.size == 0:
+            problems[n] = f"gave an output of shape {a.shape} (expected [1, dim])"
+        elif not (np.isfinite(a).all() and np.isfinite(b).all()):
+            problems[n] = "gave NaN or Inf"
+        elif not (a.any() and b.any()):
+            problems[n] = "gave an all-zero embedding"
+        elif not _differ(a, b):
+            problems[n] = "gave the same embedding for different audio"
+        else:
+            return True
+        return False
+
+    low, n = 0, 1  # lengths <= low are unusable; n is the next to try
+    while not usable(n):
+        low = n
+        if n == max_samples:
+            raise ValueError(
+                f"The embedder gives no usable embedding for any input of up to {max_samples} "
+                f"samples: at {max_samples} samples it {problems[max_samples]}. Check the model "
+                "(an untrained or broken model, or one that does not map [1, samples] waveforms "
+                "to [1, dim] embeddings)."
+            )
+        n = min(2 * n, max_samples)
+    high = n  # usable
+    while high - low > 1:
+        middle = (low + high) // 2
+        if usable(middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def _differ(a, b):
+    """Whether two embeddings differ by more than float32 rounding, in some coordinate.
+
+    A coordinate differs when the gap exceeds 1e-5 of its own size plus
+    1e-6 of the largest coordinate: a constant (e.g. a bias alone) plus
+    rounding noise does not.
+    """
+    local = np.maximum(np.abs(a), np.abs(b))
+    return bool((np.abs(a - b) > 1e-5 * local + 1e-6 * local.max()).any())
 
 
 def embedding_function(model_or_callable):
@@ -239,5 +398,11 @@ def _check_row(output, name, rows):
         raise ValueError(
             f"{name}: the embedding holds NaN or Inf. Check the audio (silence or a very short "
             "utterance often causes this) and the model."
+        )
+    if not row.any():
+        raise ValueError(
+            f"{name}: the embedding is all zeros, which no score can use. Check the audio "
+            "(silence or an utterance shorter than the model's frame often causes this; "
+            "keras_spk.inference.find_min_samples tells the model's minimum) and the model."
         )
     return row

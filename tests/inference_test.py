@@ -9,6 +9,8 @@ from keras_spk.data import read_audio
 from keras_spk.data import write_wav
 from keras_spk.inference import embed_files
 from keras_spk.inference import embed_waveforms
+from keras_spk.inference import find_min_samples
+from keras_spk.inference import model_sample_rate
 from keras_spk.layers import LogMelFilterbank
 from keras_spk.layers import PreEmphasis
 
@@ -110,7 +112,7 @@ def test_missing_and_corrupt_files_are_named(wavs):
 
 def test_short_utterances_are_an_error_naming_the_file(wavs):
     _, paths = wavs
-    message = r"utt0\.wav: 4000 samples \(0\.250 s at 16000 Hz\), fewer than the minimum of 4001"
+    message = r"utt0\.wav: 4000 samples \(0\.250 s at 16000 Hz\), fewer than the minimum of 4001 "
     with pytest.raises(AudioError, match=message):
         embed_files(moments, paths[1::-1], progress=False, min_samples=4001)
 
@@ -139,3 +141,87 @@ def test_argument_errors(wavs):
         embed_waveforms(moments, [np.ones(3), np.ones((2, 3))])
     with pytest.raises(ValueError, match="2 names for 1 waveforms"):
         embed_waveforms(moments, [np.ones(3)], names=["a", "b"])
+
+
+def _framed(minimum, short_output):
+    """A callable embedder needing `minimum` samples; shorter input gives `short_output(x)`."""
+
+    def embed(x):
+        if x.shape[1] < minimum:
+            return short_output(x)
+        return moments(x)
+
+    return embed
+
+
+@pytest.mark.parametrize(
+    "short_output",
+    [
+        lambda x: np.full((1, 3), np.nan),
+        lambda x: np.zeros((1, 3)),
+        lambda x: np.array([[0.5, -1.0, 2.0]]),  # a constant: e.g. a Dense layer's bias alone
+        lambda x: np.array([[1.0, 1.0, 1.0]]) * (1 + 1e-8 * x.std()),  # depends on audio by rounding only
+        lambda x: np.ones((1, 3)) @ np.ones((2, 3)),  # raises, as a convolution longer than the input does
+    ],
+    ids=["nan", "zeros", "constant", "rounding", "error"],
+)
+@pytest.mark.parametrize("minimum", [1, 2, 3, 160, 400, 2187, 3001])
+def test_find_min_samples_finds_the_shortest_usable_length(minimum, short_output):
+    assert find_min_samples(_framed(minimum, short_output)) == minimum
+
+
+def test_find_min_samples_of_a_mel_model_is_one_frame():
+    # 25-ms frames: 400 samples at 16 kHz.
+    assert find_min_samples(build_tiny_embedder()) == 400
+
+
+def test_find_min_samples_when_nothing_is_usable():
+    same = "no usable embedding for any input of up to 1000 samples: at 1000 samples it gave the same"
+    with pytest.raises(ValueError, match=same):
+        find_min_samples(lambda x: np.ones((1, 4)), max_samples=1000)
+    with pytest.raises(ValueError, match="up to 64 samples: at 64 samples it raised RuntimeError: broken"):
+        find_min_samples(lambda x: (_ for _ in ()).throw(RuntimeError("broken")), max_samples=64)
+    with pytest.raises(ValueError, match=r"at 8 samples it gave an output of shape \(3,\)"):
+        find_min_samples(lambda x: moments(x)[0], max_samples=8)
+
+
+def test_min_samples_auto_refuses_what_the_model_cannot_embed(wavs):
+    _, paths = wavs
+    # 4000 samples is the shortest file: a model needing 4001 refuses it, naming it.
+    embedder = _framed(4001, lambda x: np.zeros((1, 3)))
+    refusal = r"utt0\.wav: 4000 samples .* fewer than the minimum of 4001 samples \(0\.250 s\)"
+    with pytest.raises(AudioError, match=refusal):
+        embed_files(embedder, paths, progress=False, min_samples="auto")
+    embedder = _framed(4000, lambda x: np.zeros((1, 3)))
+    embeddings = embed_files(embedder, paths[:1], progress=False, min_samples="auto")
+    np.testing.assert_allclose(embeddings[0], moments(read_audio(paths[0])[None])[0], rtol=1e-6)
+
+
+def test_an_all_zero_embedding_is_never_returned(wavs):
+    _, paths = wavs
+    # Zero for one file only (e.g. a ReLU embedding of silence); the error names it.
+    zero_for_5321 = lambda x: moments(x) * (x.shape[1] != 5321)  # noqa: E731
+    with pytest.raises(ValueError, match=r"utt1\.wav: the embedding is all zeros"):
+        embed_files(zero_for_5321, paths[:2], progress=False)
+    zero_for_4 = lambda x: moments(x) * (x.shape[1] != 4)  # noqa: E731
+    with pytest.raises(ValueError, match=r"b\.wav: the embedding is all zeros"):
+        embed_waveforms(zero_for_4, [np.ones(3), np.ones(4)], names=["a.wav", "b.wav"])
+
+
+def test_a_front_end_at_another_sample_rate_is_refused(wavs):
+    _, paths = wavs
+    model = build_tiny_embedder()
+    assert model_sample_rate(model) == 16000
+    with pytest.raises(ValueError, match=r"front-end works at 16000 Hz, but sample_rate=8000 was given"):
+        embed_files(model, paths, sample_rate=8000, progress=False)
+    assert model_sample_rate(moments) is None
+    waveforms = keras.Input((None,))
+    x = LogMelFilterbank(sample_rate=8000)(waveforms)
+    inner = keras.Model(waveforms, keras.layers.GlobalAveragePooling1D()(x))
+    outer_input = keras.Input((None,))
+    mixed = keras.Model(
+        outer_input,
+        keras.layers.Concatenate()([inner(outer_input), LogMelFilterbank()(outer_input)[:, 0]]),
+    )
+    with pytest.raises(ValueError, match="different sample rates: 8000 Hz in log_mel_filterbank.*16000 Hz"):
+        model_sample_rate(mixed)

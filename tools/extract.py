@@ -2,24 +2,39 @@
 
     python tools/extract.py --model MODEL --audio-root DIR
                             (--trials TRIALS | --list LIST | --voxceleb)
-                            --output EMB.npz [--sample-rate 16000] [--min-samples 1]
+                            --output EMB.npz [--sample-rate HZ] [--min-samples N]
                             [--overwrite] [--quiet]
 
 MODEL is a `.keras` file (e.g. a run folder's `embedder.keras`), a run
 folder (its `embedder.keras` is used), or a SavedModel folder (holding
 `saved_model.pb`, e.g. a run folder's `export/1`), whose `serving_default`
 signature is called through TensorFlow under either Keras backend.
+A SavedModel is a program, not data: loading and calling it runs whatever
+TensorFlow operations it holds (files can be read and written), and a
+`.keras` file naming custom classes runs their code. Load only models
+from a trusted source.
 
-What is embedded, each file as one whole utterance (resampled to
---sample-rate, mixed down to mono):
+The model's sample rate comes from its run folder (`config.yaml`,
+`data.sample_rate`: for a run folder, the `embedder.keras` in one, or a
+SavedModel at `<run>/export/<version>`) or from its front-end layers
+(e.g. `LogMelFilterbank(sample_rate=...)`); --sample-rate may only repeat
+it, and is required when the model declares none (e.g. a SavedModel
+copied out of its run). The shortest utterance the model embeds is found
+by probing it on short inputs (`keras_spk.inference.find_min_samples`);
+a shorter file stops extraction with an error naming it, and so does an
+all-zero or NaN embedding: none is ever written.
+
+What is embedded, each file as one whole utterance (resampled to the
+model's sample rate, mixed down to mono):
 
 - --trials: every utterance of a VoxCeleb or Kaldi trial list; the names
   stored are the ones the list uses, so `tools/score.py --embeddings EMB.npz
   --trials TRIALS` scores it directly.
 - --list: one path per line (relative to --audio-root; `#` comments and
   blank lines are skipped), stored as written.
-- --voxceleb: every file under --audio-root in the VoxCeleb layout
-  `<speaker>/<video>/<utterance>.wav`, stored with the speakers (the
+- --voxceleb: every audio file (WAV, FLAC, Ogg Vorbis, MP3; --extensions
+  restricts) under --audio-root in the VoxCeleb layout
+  `<speaker>/<video>/<utterance>.<ext>`, stored with the speakers (the
   folder names), as `tools/score.py --train-embeddings` needs.
 
 The output is written by `keras_spk.scoring.save_embeddings` under a
@@ -33,6 +48,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 RUN_FOLDER_MODEL = "embedder.keras"
+RUN_FOLDER_FILES = ("run.json", "config.yaml")
 
 
 # === Model ===
@@ -72,7 +88,12 @@ def load_embedder(path):
 
 
 def load_saved_model(path):
-    """A numpy-in, numpy-out function calling the SavedModel's serving signature."""
+    """A numpy-in, numpy-out function calling the SavedModel's serving signature.
+
+    A SavedModel is a program: `tf.saved_model.load` and every call run the
+    TensorFlow graph it holds, whatever its operations do (read or write
+    files, for one). Load only SavedModels from a trusted source.
+    """
     import tensorflow as tf
 
     from keras_spk.export.savedmodel import OUTPUT_KEY
@@ -103,6 +124,104 @@ def load_saved_model(path):
     # Keeps the loaded object (which owns the variables) alive with the function.
     embed.saved_model = loaded
     return embed
+
+
+def _run_folder_of(model_path):
+    """The run folder `--model` belongs to, or None.
+
+    A run folder itself, the folder of its `embedder.keras`, or
+    `<run>/export/<version>` for its SavedModel.
+    """
+    path = os.path.abspath(model_path)
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    candidates = [folder]
+    if os.path.isfile(os.path.join(folder, "saved_model.pb")):
+        candidates.append(os.path.dirname(os.path.dirname(folder)))
+    for candidate in candidates:
+        if all(os.path.isfile(os.path.join(candidate, name)) for name in RUN_FOLDER_FILES):
+            return candidate
+    return None
+
+
+def model_sample_rate(model_path, embedder):
+    """(rate, where it was read) for the model, or (None, None) when it declares none.
+
+    Sources: the run folder's `config.yaml` (`data.sample_rate`) and the
+    sample rate its front-end layers store; they must agree.
+    """
+    from keras_spk.config import read_yaml
+    from keras_spk.inference import model_sample_rate as layers_sample_rate
+
+    found = []
+    run = _run_folder_of(model_path)
+    if run is not None:
+        config_path = os.path.join(run, "config.yaml")
+        try:
+            config = read_yaml(config_path)
+        except Exception as error:  # a broken config names itself in the message
+            raise ValueError(f"{config_path}: cannot read the run's config ({error}).") from None
+        data = config.get("data") if isinstance(config, dict) else None
+        rate = data.get("sample_rate") if isinstance(data, dict) else None
+        if rate is not None:
+            if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+                raise ValueError(
+                    f"{config_path}: data.sample_rate is {rate!r}, not a positive number of Hz. "
+                    "Give the model's rate with --sample-rate."
+                )
+            found.append((rate, f"data.sample_rate in {config_path}"))
+    try:
+        rate = layers_sample_rate(embedder)
+    except ValueError as error:
+        raise ValueError(f"--model {model_path}: {error}") from None
+    if rate is not None:
+        found.append((rate, "its front-end layers"))
+    if len({rate for rate, _ in found}) > 1:
+        raise ValueError(
+            f"--model {model_path} declares two sample rates: "
+            + " and ".join(f"{rate} Hz ({where})" for rate, where in found)
+            + ". Fix the run's config or re-export the model."
+        )
+    return found[0] if found else (None, None)
+
+
+def resolve_sample_rate(args, embedder):
+    """The sample rate to embed at: the model's, which --sample-rate may only repeat."""
+    rate, where = model_sample_rate(args.model, embedder)
+    if rate is None:
+        if args.sample_rate is None:
+            raise ValueError(
+                f"--model {args.model} does not say its sample rate (no run folder config.yaml "
+                "beside it, no front-end layer storing one): give --sample-rate, the rate the "
+                "model was trained at (data.sample_rate in its run's config.yaml)."
+            )
+        return args.sample_rate
+    if args.sample_rate is not None and args.sample_rate != rate:
+        raise ValueError(
+            f"--sample-rate {args.sample_rate} is not the model's sample rate: {rate} Hz "
+            f"({where}). --sample-rate is the model's rate, not the audio's: files at any rate "
+            f"are resampled to the model's, so leave --sample-rate out or give --sample-rate {rate}."
+        )
+    return rate
+
+
+def resolve_min_samples(args, embed, sample_rate):
+    """The shortest utterance accepted: the model's minimum, found by probing, or more."""
+    from keras_spk.inference import find_min_samples
+
+    try:
+        minimum = find_min_samples(embed)
+    except ValueError as error:
+        raise ValueError(f"--model {args.model}: {error}") from None
+    if args.min_samples is None:
+        return minimum
+    if args.min_samples < minimum:
+        raise ValueError(
+            f"--min-samples {args.min_samples} is below the model's minimum of {minimum} samples "
+            f"({minimum / sample_rate:.3f} s at {sample_rate} Hz): shorter input gives it nothing "
+            f"to embed (its output no longer depends on the audio). Give --min-samples {minimum} "
+            "or more, or leave it out."
+        )
+    return args.min_samples
 
 
 # === Inputs ===
@@ -156,7 +275,7 @@ def read_inputs(args):
     if args.list:
         names, paths = read_list(args.list, root)
         return names, paths, None
-    corpus = data.read_voxceleb(root, extensions=tuple(args.extensions))
+    corpus = data.read_voxceleb(root, extensions=args.extensions)
     names = [name.replace(os.sep, "/") for name in corpus.relative_paths()]
     return names, corpus.paths, list(corpus.speakers)
 
@@ -167,7 +286,12 @@ def read_inputs(args):
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--model", required=True, help=".keras file, run folder (embedder.keras) or SavedModel folder"
+        "--model",
+        required=True,
+        help=".keras file, run folder (embedder.keras) or SavedModel folder. A SavedModel is a "
+        "program (loading it runs its TensorFlow operations, which can read and write files) "
+        "and a .keras file with custom classes runs their code: use only models from a "
+        "trusted source",
     )
     parser.add_argument("--audio-root", required=True, help="folder the utterance names are relative to")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -182,21 +306,32 @@ def parse_args(argv):
         "--trials-format", default="auto", choices=("auto", "voxceleb", "kaldi"), help="trial list format"
     )
     parser.add_argument(
-        "--extensions", nargs="+", default=[".wav"], help="audio extensions for --voxceleb (default .wav)"
+        "--extensions",
+        nargs="+",
+        default=None,
+        help="audio extensions for --voxceleb (default: every supported one, .wav .flac .ogg .mp3)",
     )
     parser.add_argument("--output", required=True, help="embedding file to write (.npz)")
     parser.add_argument(
-        "--sample-rate", type=int, default=16000, help="sample rate of the model (default 16000)"
+        "--sample-rate",
+        type=int,
+        default=None,
+        help="the model's sample rate in Hz (default: the one its run folder or front-end "
+        "declares, which this may only repeat; required when it declares none)",
     )
     parser.add_argument(
-        "--min-samples", type=int, default=1, help="shortest utterance accepted, in samples (default 1)"
+        "--min-samples",
+        type=int,
+        default=None,
+        help="shortest utterance accepted, in samples (default: the model's minimum, found by "
+        "probing it; may only be raised)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.sample_rate <= 0:
+    if args.sample_rate is not None and args.sample_rate <= 0:
         parser.error(f"--sample-rate must be a positive number of Hz, got {args.sample_rate}")
-    if args.min_samples <= 0:
+    if args.min_samples is not None and args.min_samples <= 0:
         parser.error(f"--min-samples must be at least 1, got {args.min_samples}")
     return args
 
@@ -211,12 +346,19 @@ def main(argv=None):
     embedder, description = load_embedder(args.model)
 
     from keras_spk.inference import embed_files
+    from keras_spk.inference import embedding_function
     from keras_spk.scoring.embeddings import save_embeddings
 
+    sample_rate = resolve_sample_rate(args, embedder)
+    embed = embedding_function(embedder)  # built once, for the probe and the files
+    min_samples = resolve_min_samples(args, embed, sample_rate)
     if not args.quiet:
-        print(f"{description}: embedding {len(paths)} utterances from {args.audio_root}")
+        print(
+            f"{description} ({sample_rate} Hz, utterances of at least {min_samples} samples): "
+            f"embedding {len(paths)} utterances from {args.audio_root}"
+        )
     embeddings = embed_files(
-        embedder, paths, sample_rate=args.sample_rate, progress=not args.quiet, min_samples=args.min_samples
+        embed, paths, sample_rate=sample_rate, progress=not args.quiet, min_samples=min_samples
     )
     save_embeddings(args.output, names, embeddings, speakers=speakers)
     if not args.quiet:
@@ -224,8 +366,13 @@ def main(argv=None):
     return names, embeddings, speakers
 
 
-if __name__ == "__main__":
+def cli(argv=None):
+    """`main`, with its errors as a one-line message and exit status 1."""
     try:
-        main()
+        return main(argv)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         sys.exit(f"extract.py: error: {error}")
+
+
+if __name__ == "__main__":
+    cli()

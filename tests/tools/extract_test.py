@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from keras_spk import metrics
 from keras_spk.data import read_audio
 from keras_spk.data import write_wav
+from keras_spk.layers._framing import frame_signal
 from keras_spk.scoring.embeddings import load_embeddings
 from tests.inference_test import build_tiny_embedder
 from tests.inference_test import keras_embed
@@ -70,6 +72,59 @@ def corpus(tmp_path_factory):
         "model": model,
         "run": str(run),
     }
+
+
+def _run_folder(path, sample_rate, model=None):
+    """A recipe run folder: run.json, config.yaml with data.sample_rate, optionally embedder.keras."""
+    path.mkdir(parents=True)
+    (path / "run.json").write_text('{"name": "tiny"}')
+    (path / "config.yaml").write_text(f"seed: 0\ndata:\n  sample_rate: {sample_rate}\n")
+    if model is not None:
+        model.save(path / "embedder.keras")
+    return path
+
+
+@keras.saving.register_keras_serializable(package="extract_test")
+class FramePooling(keras.layers.Layer):
+    """Mean over frames of tanh(frame @ kernel): zeros when the input is shorter than a frame.
+
+    A raw-waveform front-end with no sample rate; like a GRU over zero time
+    steps, it gives zeros (not NaN) for an input with no complete frame.
+    """
+
+    def __init__(self, units=8, frame_length=160, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.frame_length = frame_length
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(self.frame_length, self.units), name="kernel")
+
+    def call(self, waveforms):
+        frames = frame_signal(waveforms, self.frame_length, self.frame_length // 2)
+        activations = keras.ops.tanh(keras.ops.matmul(frames, self.kernel))
+        count = keras.ops.maximum(keras.ops.cast(keras.ops.shape(frames)[1], "float32"), 1.0)
+        return keras.ops.sum(activations, axis=1) / count
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "frame_length": self.frame_length}
+
+
+def build_raw_embedder(frame_length=160, use_bias=True, seed=4):
+    """A raw-waveform embedder whose layers store no sample rate; shortest input `frame_length`.
+
+    A shorter input embeds as all zeros (`use_bias=False`) or as the Dense
+    bias alone: a vector that does not depend on the audio.
+    """
+    waveforms = keras.Input((None,))
+    x = FramePooling(8, frame_length)(waveforms)
+    model = keras.Model(waveforms, keras.layers.Dense(4, use_bias=use_bias)(x))
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0.0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    return model
 
 
 def _expected(model, audio, names):
@@ -145,12 +200,24 @@ def test_saved_model_gives_the_keras_embeddings(corpus, tmp_path):
     from keras_spk.export import export_saved_model
 
     exported = export_saved_model(corpus["model"], tmp_path / "export" / "1", lengths_signature=False)
-    names, X, _ = extract.main(
-        ["--model", exported, "--audio-root", corpus["audio"], "--trials", corpus["trials"],
-         "--output", str(tmp_path / "saved.npz"), "--quiet"]
-    )
+    common = ["--model", exported, "--audio-root", corpus["audio"], "--trials", corpus["trials"],
+              "--output", str(tmp_path / "saved.npz"), "--quiet"]
+    # A SavedModel outside its run folder does not say its sample rate.
+    with pytest.raises(ValueError, match=r"export/1 does not say its sample rate .* give --sample-rate"):
+        extract.main(common)
+    names, X, _ = extract.main([*common, "--sample-rate", "16000"])
     np.testing.assert_allclose(X, _expected(corpus["model"], corpus["audio"], names), atol=1e-4, rtol=0)
     assert load_embeddings(tmp_path / "saved.npz")[0] == names
+
+    # At <run>/export/1, the run's config.yaml tells it.
+    run = _run_folder(tmp_path / "run", sample_rate=16000)
+    os.rename(tmp_path / "export", run / "export")
+    common[1] = str(run / "export" / "1")
+    extract.main([*common, "--overwrite"])
+    np.testing.assert_array_equal(load_embeddings(tmp_path / "saved.npz")[1], X)
+    with pytest.raises(ValueError, match=r"--sample-rate 8000 is not the model's sample rate: 16000 Hz "
+                                         r"\(data\.sample_rate in .*run.config\.yaml\)"):
+        extract.main([*common, "--overwrite", "--sample-rate", "8000"])
 
 
 def test_model_path_errors(corpus, tmp_path):
@@ -215,3 +282,117 @@ def test_existing_output_needs_overwrite(corpus, tmp_path):
     extract.main([*args, "--overwrite"])
     assert load_embeddings(output)[0] == ["id01/vid0/00000.wav"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# === Refusals: the model's sample rate and shortest input ===
+
+
+def _exit_message(argv):
+    """The message `extract.py` exits with (non-zero status) for `argv`."""
+    with pytest.raises(SystemExit) as info:
+        extract.cli(argv)
+    assert isinstance(info.value.code, str)  # sys.exit(message): exit status 1
+    assert info.value.code.startswith("extract.py: error: ")
+    return info.value.code
+
+
+@pytest.mark.parametrize("use_bias", [False, True], ids=["zeros", "bias"])
+def test_a_file_shorter_than_a_frame_is_refused_naming_it(tmp_path, use_bias):
+    # Shorter than one frame, this model gives zeros or its bias alone (no NaN to notice).
+    root = tmp_path / "audio"
+    rng = np.random.default_rng(2)
+    write_wav(root / "spk" / "vid" / "long.wav", tone(rng, 4000, 500), 16000)
+    write_wav(root / "spk" / "vid" / "short.wav", tone(rng, 100, 500), 16000)
+    model_file = tmp_path / "raw.keras"
+    build_raw_embedder(frame_length=160, use_bias=use_bias).save(model_file)
+    output = tmp_path / "out.npz"
+    argv = ["--model", str(model_file), "--audio-root", str(root), "--voxceleb",
+            "--output", str(output), "--sample-rate", "16000", "--quiet"]
+    with pytest.raises(ValueError, match=r"short\.wav: 100 samples"):
+        extract.main(argv)
+    assert not output.exists()
+    message = _exit_message(argv)
+    assert f"{root / 'spk' / 'vid' / 'short.wav'}: 100 samples (0.006 s at 16000 Hz)" in message
+    assert "fewer than the minimum of 160 samples (0.010 s)" in message
+    if use_bias:
+        return
+    # --min-samples may raise the minimum, never lower it below the model's.
+    message = _exit_message([*argv, "--min-samples", "50"])
+    assert "--min-samples 50 is below the model's minimum of 160 samples (0.010 s at 16000 Hz)" in message
+    assert "long.wav: 4000 samples" in _exit_message([*argv, "--min-samples", "4001"])
+    assert not output.exists()
+    os.remove(root / "spk" / "vid" / "short.wav")
+    _, X, _ = extract.cli(argv)
+    assert X.shape == (1, 4) and output.exists()
+
+
+def test_the_probed_minimum_of_the_mel_model_is_its_frame(corpus, tmp_path, capsys):
+    root = tmp_path / "audio"
+    rng = np.random.default_rng(3)
+    write_wav(root / "spk" / "vid" / "a.wav", tone(rng, 400, 500), 16000)
+    write_wav(root / "spk" / "vid" / "b.wav", tone(rng, 399, 500), 16000)
+    argv = ["--model", str(corpus["folder"] / "embedder.keras"), "--audio-root", str(root),
+            "--voxceleb", "--output", str(tmp_path / "out.npz")]
+    # 25-ms frames at 16 kHz.
+    refusal = r"b\.wav: 399 samples \(0\.025 s at 16000 Hz\), fewer than the minimum of 400 samples"
+    with pytest.raises(ValueError, match=refusal):
+        extract.main(argv)
+    assert "(16000 Hz, utterances of at least 400 samples): embedding 2 utterances" in capsys.readouterr().out
+
+
+def test_a_sample_rate_other_than_the_models_is_refused(corpus, tmp_path):
+    common = ["--audio-root", corpus["audio"], "--trials", corpus["trials"],
+              "--output", str(tmp_path / "e.npz"), "--quiet"]
+    keras_file = str(corpus["folder"] / "embedder.keras")
+    with pytest.raises(ValueError, match="--sample-rate 8000 is not the model's sample rate"):
+        extract.main(["--model", keras_file, *common, "--sample-rate", "8000"])
+    message = _exit_message(["--model", keras_file, *common, "--sample-rate", "8000"])
+    assert "--sample-rate 8000 is not the model's sample rate: 16000 Hz (its front-end layers)" in message
+    assert "leave --sample-rate out or give --sample-rate 16000" in message
+    # Repeating the model's rate is fine.
+    names, _, _ = extract.cli(["--model", keras_file, *common, "--sample-rate", "16000"])
+    assert len(names) == 6
+
+    # A run folder whose config disagrees with the model's front-end.
+    run = _run_folder(tmp_path / "run8k", sample_rate=8000, model=corpus["model"])
+    message = _exit_message(["--model", str(run), *common, "--overwrite"])
+    assert "declares two sample rates: 8000 Hz (data.sample_rate in" in message
+    assert "16000 Hz (its front-end layers)" in message
+
+    # A raw-waveform model says its rate only through its run folder.
+    raw = build_raw_embedder()
+    raw_file = tmp_path / "raw.keras"
+    raw.save(raw_file)
+    message = _exit_message(["--model", str(raw_file), *common, "--overwrite"])
+    assert f"--model {raw_file} does not say its sample rate" in message and "give --sample-rate" in message
+    run = _run_folder(tmp_path / "raw_run", sample_rate=16000, model=raw)
+    for model in (run, run / "embedder.keras"):
+        message = _exit_message(["--model", str(model), *common, "--overwrite", "--sample-rate", "22050"])
+        assert "--sample-rate 22050 is not the model's sample rate: 16000 Hz (data.sample_rate in " in message
+        assert str(run / "config.yaml") in message
+    names, X, _ = extract.cli(["--model", str(run), *common, "--overwrite"])
+    np.testing.assert_allclose(X, _expected(raw, corpus["audio"], names), atol=1e-5, rtol=0)
+
+
+def test_a_voxceleb_tree_of_flac_ogg_and_mp3_files(corpus, tmp_path):
+    fixtures = os.path.join(ROOT, "tests", "data", "fixtures")
+    root = tmp_path / "audio"
+    files = {"id1/v1/a.flac": "sine_16k_pcm16.flac", "id1/v2/b.mp3": "sine_16k.mp3",
+             "id2/v1/c.ogg": "sine_8k_vorbis.ogg"}
+    for name, fixture in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(os.path.join(fixtures, fixture), root / name)
+    args = ["--model", corpus["run"], "--audio-root", str(root), "--voxceleb", "--quiet"]
+    names, X, speakers = extract.main([*args, "--output", str(tmp_path / "all.npz")])
+    assert names == sorted(files) and speakers == ["id1", "id1", "id2"]
+    np.testing.assert_allclose(X, _expected(corpus["model"], str(root), names), atol=1e-5, rtol=0)
+    names, _, _ = extract.main([*args, "--output", str(tmp_path / "flac.npz"), "--extensions", "flac"])
+    assert names == ["id1/v1/a.flac"]
+
+
+def test_help_says_models_are_code_from_a_trusted_source(capsys):
+    with pytest.raises(SystemExit):
+        extract.parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "A SavedModel is a program" in help_text and "trusted source" in help_text
+    assert "trusted source" in extract.load_saved_model.__doc__
