@@ -49,7 +49,7 @@ def _model_seed_states(model):
     return [v for v in model.variables if id(v) not in weights]
 
 
-def _keras_global_seed_generator():
+def _keras_global_state_modules():
     try:
         from keras.src.backend.common import global_state
         from keras.src.random import seed_generator
@@ -88,7 +88,7 @@ def get_random_state(model):
     state = {}
     for i, variable in enumerate(_model_seed_states(model)):
         state[f"model_seed_generator_{i}"] = np.array(keras.ops.convert_to_numpy(variable))
-    global_state, seed_generator = _keras_global_seed_generator()
+    global_state, seed_generator = _keras_global_state_modules()
     if global_state is not None:
         generator = global_state.get_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR)
         if generator is not None:
@@ -140,7 +140,7 @@ def set_random_state(model, state, source="the random state"):
         )
     for variable, (_, value) in zip(seeds, saved):
         variable.assign(keras.ops.convert_to_tensor(value, dtype=variable.dtype))
-    global_state, seed_generator = _keras_global_seed_generator()
+    global_state, seed_generator = _keras_global_state_modules()
     if global_state is not None:
         if "keras_global_seed_generator" in state:
             generator = seed_generator.global_seed_generator()
