@@ -127,18 +127,14 @@ def set_random_state(model, state, source="the random state"):
             `model` has (another model).
     """
     seeds = _model_seed_states(model)
-    saved = sorted(
-        (int(name.rsplit("_", 1)[1]), value)
-        for name, value in state.items()
-        if name.startswith("model_seed_generator_")
-    )
+    saved = _numbered(state, "model_seed_generator_")
     if len(saved) != len(seeds):
         raise ValueError(
             f"{source} holds the state of {len(saved)} random seed generator(s), but the model "
             f"{model.name!r} has {len(seeds)}: it was written for another model. Resume with "
             "the model (and config) that wrote it, or start a new run."
         )
-    for variable, (_, value) in zip(seeds, saved):
+    for variable, value in zip(seeds, saved):
         variable.assign(keras.ops.convert_to_tensor(value, dtype=variable.dtype))
     global_state, seed_generator = _keras_global_state_modules()
     if global_state is not None:
@@ -160,11 +156,9 @@ def set_random_state(model, state, source="the random state"):
     torch = sys.modules.get("torch")
     if torch is not None and "torch_cpu" in state:
         torch.set_rng_state(torch.from_numpy(np.array(state["torch_cpu"], dtype=np.uint8)))
-        cuda = sorted(
-            (int(name.rsplit("_", 1)[1]), value) for name, value in state.items() if name.startswith("torch_cuda_")
-        )
+        cuda = _numbered(state, "torch_cuda_")
         if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all([torch.from_numpy(np.array(v, dtype=np.uint8)) for _, v in cuda])
+            torch.cuda.set_rng_state_all([torch.from_numpy(np.array(v, dtype=np.uint8)) for v in cuda])
     if "tf_global_generator" in state:
         import tensorflow as tf
 
@@ -173,7 +167,16 @@ def set_random_state(model, state, source="the random state"):
         if int(generator.algorithm) == algorithm:
             generator.reset(state["tf_global_generator"])
         else:
-            tf.random.set_global_generator(tf.random.Generator.from_state(state["tf_global_generator"], algorithm))
+            generator = tf.random.Generator.from_state(state["tf_global_generator"], algorithm)
+            tf.random.set_global_generator(generator)
+
+
+def _numbered(state, prefix):
+    """The values of `state`'s `<prefix><i>` entries, in the order of `i`."""
+    found = sorted(
+        (int(name[len(prefix):]), value) for name, value in state.items() if name.startswith(prefix)
+    )
+    return [value for _, value in found]
 
 
 def _write_random_state(path, state):

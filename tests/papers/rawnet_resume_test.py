@@ -71,7 +71,8 @@ def train(corpus, run, callbacks=()):
         return dataset.map(lambda waveforms, labels: ((waveforms, labels),))
 
     trainer, embedder = build(len(speaker_map))
-    fit_stage(run, "train", trainer, make_dataset, EPOCHS, len(corpus) // BATCH, callbacks=callbacks, verbose=0)
+    steps = len(corpus) // BATCH
+    fit_stage(run, "train", trainer, make_dataset, EPOCHS, steps, callbacks=callbacks, verbose=0)
     return trainer, embedder
 
 
