@@ -1,11 +1,11 @@
 """Regenerates the tiny compressed-audio fixtures in tests/data/fixtures.
 
-tensorflow-io cannot encode Ogg Vorbis or MP3, so the audio tests read
-these small files instead. Each holds a 0.3 s mono 440 Hz sine of amplitude
-0.5 (`0.5 * sin(2 * pi * 440 * n / rate)`), written with `soundfile`
-(libsndfile), which is a developer tool here, not a project dependency:
+The audio tests read these small files, so that what they decode does not
+depend on the encoder of the machine they run on. Each holds a 0.3 s mono
+440 Hz sine of amplitude 0.5 (`0.5 * sin(2 * pi * 440 * n / rate)`),
+written with `soundfile` (libsndfile):
 
-    /work/venv/bin/python tools/make_test_fixtures.py
+    python tools/make_test_fixtures.py
 
 The tests compare the decoded audio with the same analytic sine.
 """

@@ -7,42 +7,68 @@ Everything here runs inside `tf.data` pipelines (and in eager mode):
 * WAV is parsed by our own graph-op reader (RIFF chunk walk), so 8-bit,
   16-bit, 24-bit and 32-bit PCM, 32/64-bit IEEE float and
   `WAVE_FORMAT_EXTENSIBLE` files all decode, with any extra chunks.
-* FLAC, Ogg Vorbis and MP3 are decoded by tensorflow-io; their sample rate
-  and channel count are read from the stream header by graph ops.
+* FLAC, Ogg (Vorbis, Opus) and MP3 are decoded by libsndfile (through
+  `soundfile`, called from the graph with `tf.numpy_function`). libsndfile
+  is fuzzed continuously and checks every FLAC frame's CRC, so a corrupt
+  file is an error rather than a hang or silently zeroed audio; it reads
+  block by block, so memory follows the audio actually decoded, never a
+  size a header declares.
 * Several channels are mixed down to mono by averaging.
 * A file whose rate differs from the target is resampled with a windowed-sinc
-  interpolator (`resample`).
+  interpolator (`resample`), in blocks of bounded memory.
 
-Bad files never pass silently: a missing, empty, truncated or non-audio
-file, an unsupported encoding, or NaN/Inf samples make the op fail with an
-`InvalidArgumentError` whose message names the file and the problem. The
-eager helper `read_audio` turns that into an `AudioError`.
+Bad files never pass silently: a missing, empty, truncated, corrupt or
+non-audio file, an unsupported encoding, a header field outside sane
+bounds (sample rate, channels, block align, chunk sizes), NaN/Inf samples
+or samples far outside [-1, 1] (checked after every transform) make the op
+fail with an `InvalidArgumentError` whose message names the file and the
+problem. The eager helper `read_audio` turns that into an `AudioError`.
 """
 
+import io
 import math
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from keras_spk.data.formats import SUPPORTED_EXTENSIONS  # noqa: F401 (re-exported)
 from keras_spk.data.wav import write_wav  # noqa: F401 (re-exported)
 
+# Bounds on what a file may declare. Rates outside them are not audio a speaker model
+# can use, and a tiny rate in a corrupt header would make the resampler stretch a few
+# bytes into hours; with at least 8 kHz, a 16-kHz output is at most twice the input.
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 384000
+MAX_CHANNELS = 16
+# Decoded samples must stay within +-MAX_AMPLITUDE after every transform (full scale is
+# 1; lossy decoders and the resampler overshoot it slightly on clipped audio, never by 2x).
+MAX_AMPLITUDE = 2.0
+# The most audio a compressed file may expand to: a compressed stream can encode long
+# silence in few bytes, so its decoded length is bounded here rather than by its size.
+MAX_COMPRESSED_SECONDS = 2 * 3600
 
-# Problems a file can have; the index is the code carried through the graph.
+
+# Problems a file can have; the index is the code carried through the graph. Some are
+# followed by a detail (the offending value) computed in the graph.
 _PROBLEMS = (
     "",
     "file is empty (0 bytes)",
-    "not a supported audio file (expected WAV, FLAC, Ogg Vorbis or MP3 content)",
+    "not a supported audio file (expected WAV, FLAC, Ogg Vorbis/Opus or MP3 content)",
     "WAV file has no 'fmt ' or 'data' chunk (corrupt or truncated header)",
     "unsupported WAV encoding (use PCM 8/16/24/32-bit or float 32/64-bit)",
     "corrupt header: zero channels or a zero sample rate",
     "file is truncated: the WAV data chunk is longer than the file",
     "file is truncated: the WAV data ends inside a sample frame",
-    "Ogg file does not hold a Vorbis stream (only Vorbis is supported)",
-    "no MPEG audio frame after the ID3 tag (corrupt MP3)",
-    "corrupt FLAC header (zero sample rate)",
+    "corrupt header: the sample rate is out of range",
+    "corrupt header: the channel count is out of range",
+    "corrupt header: the block align does not match the channels and bit depth",
+    "corrupt header: the byte rate does not match the sample rate and block align",
+    "corrupt header: the 'fmt ' chunk is too short",
+    "cannot decode audio; the file is corrupt or truncated",
     "file holds no audio samples (empty or truncated)",
     "audio contains NaN or Inf samples",
+    "samples far outside [-1, 1] (corrupt data, or float audio that is not normalised)",
 )
 (
     _OK,
@@ -53,18 +79,23 @@ _PROBLEMS = (
     _ZERO_FIELDS,
     _TRUNCATED,
     _PARTIAL_FRAME,
-    _NOT_VORBIS,
-    _NO_MP3_FRAME,
-    _BAD_FLAC,
+    _BAD_RATE,
+    _BAD_CHANNELS,
+    _BAD_BLOCK_ALIGN,
+    _BAD_BYTE_RATE,
+    _SHORT_FMT,
+    _DECODER_ERROR,
     _NO_SAMPLES,
     _NOT_FINITE,
+    _OUT_OF_RANGE,
 ) = range(len(_PROBLEMS))
+_FIX = "Re-encode the file or remove it from the data."
 
 # WAV sample encodings, in the order of the decoder branches.
 _PCM_U8, _PCM_16, _PCM_24, _PCM_32, _FLOAT_32, _FLOAT_64 = range(6)
 # Decoder branches: invalid input, the six WAV encodings with the header found
-# by the fast path, WAV needing a full chunk walk, FLAC, Ogg Vorbis, MP3.
-_INVALID, _WAV_FAST, _WAV_WALK, _FLAC, _OGG, _MP3 = 0, 1, 7, 8, 9, 10
+# by the fast path, WAV needing a full chunk walk, compressed (libsndfile).
+_INVALID, _WAV_FAST, _WAV_WALK, _COMPRESSED = 0, 1, 7, 8
 
 
 class AudioError(ValueError):
@@ -99,6 +130,13 @@ def _first_problem(*pairs):
     return code
 
 
+def _detail(*parts):
+    """A message detail from strings and numeric tensors."""
+    return tf.strings.join(
+        [p if isinstance(p, str) else tf.strings.as_string(p) for p in parts]
+    )
+
+
 # === WAV ===
 def _wav_chunk(contents, offset):
     """(id, data offset, size, next chunk offset) of the RIFF chunk at `offset`."""
@@ -108,9 +146,11 @@ def _wav_chunk(contents, offset):
 
 
 # Little-endian words read from the first 64 bytes in one gather: (offset, bytes).
-# The last two are the 'data' chunk id and size when 'fmt ' has the usual 16 bytes.
+# Indices 9 and 10 are the 'data' chunk id and size when 'fmt ' has the usual 16
+# bytes; 11 is the block align and 12 the byte rate.
 _HEAD_WORDS = (
-    (0, 4), (8, 4), (12, 4), (16, 4), (20, 2), (22, 2), (24, 4), (34, 2), (44, 2), (36, 4), (40, 4)
+    (0, 4), (8, 4), (12, 4), (16, 4), (20, 2), (22, 2), (24, 4), (34, 2), (44, 2), (36, 4),
+    (40, 4), (32, 2), (28, 4),
 )
 _RIFF, _WAVE, _FMT, _DATA = 0x46464952, 0x45564157, 0x20746D66, 0x61746164
 _FLAC_MAGIC, _OGG_MAGIC = 0x43614C66, 0x5367674F
@@ -119,7 +159,7 @@ _ZERO_HEAD = b"\0" * _HEAD_BYTES
 
 
 def _head_words(head):
-    """The `_HEAD_WORDS` fields of file heads [..., 64] (int64), as [..., 11]."""
+    """The `_HEAD_WORDS` fields of file heads [..., 64] (int64), as [..., 13]."""
     # Index _HEAD_BYTES points at an appended zero, padding 2-byte fields to 4.
     index = [[o + i if i < n else _HEAD_BYTES for i in range(4)] for o, n in _HEAD_WORDS]
     padded = tf.concat([head, tf.zeros_like(head[..., :1])], -1)
@@ -128,33 +168,42 @@ def _head_words(head):
 
 
 def _wav_layout_walk(contents, length):
-    """Walks every RIFF chunk; returns (fmt, data, size) offsets, -1 where missing."""
+    """Walks every RIFF chunk; returns (fmt, fmt size, data, data size), -1 where missing.
 
-    def cond(offset, fmt, data, size):
+    Every chunk moves the walk on by at least 8 bytes, so it ends within
+    `length / 8` steps whatever the sizes declare.
+    """
+
+    def cond(offset, fmt, fmt_size, data, size):
         return tf.logical_and(offset + 8 <= length, tf.logical_or(fmt < 0, data < 0))
 
-    def body(offset, fmt, data, size):
+    def body(offset, fmt, fmt_size, data, size):
         chunk_id, start, chunk_size, following = _wav_chunk(contents, offset)
         is_fmt = tf.logical_and(tf.equal(chunk_id, "fmt "), fmt < 0)
         is_data = tf.logical_and(tf.equal(chunk_id, "data"), data < 0)
         return (
             following,
             tf.where(is_fmt, start, fmt),
+            tf.where(is_fmt, chunk_size, fmt_size),
             tf.where(is_data, start, data),
             tf.where(is_data, chunk_size, size),
         )
 
     minus_one = tf.constant(-1, tf.int64)
-    _, fmt, data, size = tf.while_loop(
-        cond, body, [tf.constant(12, tf.int64), minus_one, minus_one, minus_one]
+    _, fmt, fmt_size, data, size = tf.while_loop(
+        cond, body, [tf.constant(12, tf.int64), minus_one, minus_one, minus_one, minus_one]
     )
-    return fmt, data, size
+    return fmt, fmt_size, data, size
 
 
-def _wav_fields(audio_format, channels, rate, bits, sub_format, length, fmt, data, size):
-    """Checks a WAV header; returns (encoding, channels, size, problem)."""
+def _wav_fields(
+    audio_format, channels, rate, bits, block_align, byte_rate, sub_format, fmt_size, length, fmt,
+    data, size,
+):
+    """Checks a WAV header; returns (encoding, channels, size, problem, detail)."""
+    extensible = tf.equal(audio_format, 0xFFFE)
     # WAVE_FORMAT_EXTENSIBLE keeps the real format in its sub-format GUID.
-    audio_format = tf.where(tf.equal(audio_format, 0xFFFE), sub_format, audio_format)
+    audio_format = tf.where(extensible, sub_format, audio_format)
     pcm, ieee = tf.equal(audio_format, 1), tf.equal(audio_format, 3)
     encoding = tf.constant(-1)
     for code, is_format, depth in [
@@ -168,33 +217,63 @@ def _wav_fields(audio_format, channels, rate, bits, sub_format, length, fmt, dat
         encoding = tf.where(tf.logical_and(is_format, tf.equal(bits, depth)), code, encoding)
     # Streaming writers leave the size unset (0xFFFFFFFF): the data runs to the end.
     size = tf.where(tf.equal(size, 0xFFFFFFFF), length - data, size)
-    block = tf.maximum(channels * (bits // 8), 1)
+    frame_bytes = channels * (bits // 8)
+    block = tf.maximum(frame_bytes, 1)
+    min_fmt = tf.where(extensible, tf.constant(40, tf.int64), 16)
     problem = _first_problem(
         (tf.logical_or(fmt < 0, data < 0), _NO_CHUNKS),
+        (fmt_size < min_fmt, _SHORT_FMT),
         (encoding < 0, _BAD_ENCODING),
         (tf.logical_or(tf.equal(channels, 0), tf.equal(rate, 0)), _ZERO_FIELDS),
+        (tf.logical_or(rate < MIN_SAMPLE_RATE, rate > MAX_SAMPLE_RATE), _BAD_RATE),
+        (channels > MAX_CHANNELS, _BAD_CHANNELS),
+        (tf.not_equal(block_align, frame_bytes), _BAD_BLOCK_ALIGN),
+        (tf.not_equal(byte_rate, rate * frame_bytes), _BAD_BYTE_RATE),
         (data + size > length, _TRUNCATED),
         (tf.not_equal(size % block, 0), _PARTIAL_FRAME),
     )
-    return encoding, tf.maximum(channels, 1), size, problem
+    detail = tf.switch_case(
+        tf.clip_by_value(problem - _BAD_RATE + 1, 0, 6),
+        [
+            lambda: tf.constant(""),
+            lambda: _detail(
+                " (", rate, f" Hz; keras_spk reads {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)"
+            ),
+            lambda: _detail(" (", channels, f" channels; at most {MAX_CHANNELS})"),
+            lambda: _detail(
+                " (block align ", block_align, ", expected ", channels, " x ", bits, " bits = ",
+                frame_bytes, " bytes)",
+            ),
+            lambda: _detail(
+                " (byte rate ", byte_rate, ", expected ", rate, " Hz x ", frame_bytes, " bytes = ",
+                rate * frame_bytes, ")",
+            ),
+            lambda: _detail(" (", tf.maximum(fmt_size, 0), " bytes, needs ", min_fmt, ")"),
+            lambda: tf.constant(""),
+        ],
+    )
+    return encoding, tf.clip_by_value(channels, 1, MAX_CHANNELS), size, problem, detail
 
 
-def _wav_header(contents, length, fmt, data, size):
-    """Reads the 'fmt ' chunk at `fmt`; returns (encoding, channels, rate, size, problem)."""
+def _wav_header(contents, length, fmt, fmt_size, data, size):
+    """Reads the 'fmt ' chunk at `fmt`; returns (encoding, channels, rate, size, problem, detail)."""
     f = _bytes(contents, tf.maximum(fmt, 0), 26)
     rate = f[4] + 256 * f[5] + 65536 * f[6] + 16777216 * f[7]
-    encoding, channels, size, problem = _wav_fields(
+    encoding, channels, size, problem, detail = _wav_fields(
         f[0] + 256 * f[1],
         f[2] + 256 * f[3],
         rate,
         f[14] + 256 * f[15],
+        f[12] + 256 * f[13],
+        f[8] + 256 * f[9] + 65536 * f[10] + 16777216 * f[11],
         f[24] + 256 * f[25],
+        fmt_size,
         length,
         fmt,
         data,
         size,
     )
-    return encoding, channels, rate, size, problem
+    return encoding, channels, rate, size, problem, detail
 
 
 def _decode_pcm(contents, data, size, encoding, channels):
@@ -214,104 +293,116 @@ def _decode_pcm(contents, data, size, encoding, channels):
     elif encoding == _FLOAT_32:
         x = tf.io.decode_raw(raw, tf.float32)
     else:
+        # Values beyond float32's range become Inf here and fail the finiteness check.
         x = tf.cast(tf.io.decode_raw(raw, tf.float64), tf.float32)
     return tf.reshape(x, [-1, tf.cast(channels, tf.int32)])
 
 
 def _decode_wav_walk(contents, length):
-    """WAV with chunks the fast path does not cover; returns (samples, rate, problem)."""
-    fmt, data, size = _wav_layout_walk(contents, length)
-    encoding, channels, rate, size, problem = _wav_header(contents, length, fmt, data, size)
+    """WAV with chunks the fast path does not cover; returns (samples, rate, problem, detail)."""
+    fmt, fmt_size, data, size = _wav_layout_walk(contents, length)
+    encoding, channels, rate, size, problem, detail = _wav_header(
+        contents, length, fmt, fmt_size, data, size
+    )
     index = tf.where(tf.equal(problem, _OK), encoding + 1, 0)
     branches = [lambda: tf.zeros([1, 1])] + [
         (lambda e=e: _decode_pcm(contents, data, size, e, channels)) for e in range(6)
     ]
-    return tf.switch_case(index, branches), rate, problem
+    return tf.switch_case(index, branches), rate, problem, detail
 
 
-# === Compressed formats (tensorflow-io) ===
-def _tfio():
-    # Imported lazily: loading tensorflow-io's kernels takes a moment and WAV needs none.
-    import tensorflow_io as tfio
-
-    return tfio
+# === Compressed formats (libsndfile) ===
+_BLOCK_FRAMES = 65536
 
 
-def _flac_header(contents):
-    # STREAMINFO follows "fLaC" and a 4-byte block header; the sample rate (20 bits),
-    # channels-1 (3 bits) and bits-per-sample-1 (5 bits) start at byte 18.
-    b = _bytes(contents, 18, 4)
-    rate = b[0] * 4096 + b[1] * 16 + b[2] // 16
-    bits = (b[2] % 2) * 16 + b[3] // 16 + 1
-    return rate, bits
+def _sndfile_decode(contents):
+    """FLAC, Ogg or MP3 bytes -> (mono float32 [n, 1], rate int64, error text or b"").
+
+    Runs inside the graph through `tf.numpy_function`; never raises, so that the
+    graph can report the file by name. libsndfile releases the GIL while it
+    decodes, so parallel tf.data maps decode in parallel.
+    """
+    import soundfile
+
+    empty = np.zeros([1, 1], np.float32)
+    try:
+        with soundfile.SoundFile(io.BytesIO(contents)) as f:
+            rate, channels, declared = int(f.samplerate), int(f.channels), int(f.frames)
+            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+                return empty, np.int64(rate), (
+                    f"corrupt header: the sample rate is out of range ({rate} Hz; keras_spk "
+                    f"reads {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz). {_FIX}"
+                ).encode()
+            if not 1 <= channels <= MAX_CHANNELS:
+                return empty, np.int64(rate), (
+                    f"corrupt header: the channel count is out of range ({channels} channels; "
+                    f"at most {MAX_CHANNELS}). {_FIX}"
+                ).encode()
+            limit = int(MAX_COMPRESSED_SECONDS * rate)
+            block = np.empty([_BLOCK_FRAMES, channels], np.float32)
+            pieces, total = [], 0
+            while True:
+                # Reading into a fixed block (fill_value set) never sizes memory from
+                # the frame count the header declares.
+                before = f.tell()
+                f.read(out=block, fill_value=0.0)
+                count = f.tell() - before
+                if count <= 0:
+                    break
+                total += count
+                if total > limit:
+                    return empty, np.int64(rate), (
+                        f"decodes to more than {MAX_COMPRESSED_SECONDS} s of audio (a corrupt "
+                        "stream, or a recording to split into utterances first). "
+                        "keras_spk.data.audio.MAX_COMPRESSED_SECONDS sets the limit."
+                    ).encode()
+                pieces.append(block[:count].mean(axis=1, dtype=np.float32))
+                if count < _BLOCK_FRAMES:
+                    break
+            # FLAC's STREAMINFO gives the exact length (0: unknown): less means a
+            # truncated file, more a corrupt one.
+            if f.format == "FLAC" and declared > 0 and total != declared:
+                return empty, np.int64(rate), (
+                    f"file is truncated or corrupt: its FLAC header declares {declared} "
+                    f"samples, the stream holds {total}. {_FIX}"
+                ).encode()
+    except Exception as error:  # noqa: BLE001 - any decoder failure is reported by name
+        # LibsndfileError's own words, without its "Error opening <BytesIO ...>" prefix.
+        text = getattr(error, "error_string", None) or str(error)
+        text = " ".join(text.split()) or type(error).__name__
+        return empty, np.int64(0), (
+            f"cannot decode audio; the file is corrupt or truncated ({text}). {_FIX}"
+        ).encode()
+    samples = np.concatenate(pieces) if pieces else np.zeros([0], np.float32)
+    return samples[:, None], np.int64(rate), b""
 
 
-def _decode_flac(contents):
-    """FLAC via tensorflow-io; returns (samples, rate, problem)."""
-    rate, bits = _flac_header(contents)
-    tfio = _tfio()
-    samples = tf.cond(
-        bits <= 16,
-        lambda: tf.cast(tfio.audio.decode_flac(contents, dtype=tf.int16), tf.float32) / 32768.0,
-        # tensorflow-io left-aligns deeper samples in int32.
-        lambda: tf.cast(tfio.audio.decode_flac(contents, dtype=tf.int32), tf.float32)
-        / float(2**31),
+def _decode_compressed(contents):
+    """FLAC, Ogg or MP3 via libsndfile; returns (samples, rate, problem, detail)."""
+    samples, rate, error = tf.numpy_function(
+        _sndfile_decode, [contents], [tf.float32, tf.int64, tf.string], stateful=False
     )
-    return samples, rate, _first_problem((tf.equal(rate, 0), _BAD_FLAC))
-
-
-def _decode_ogg(contents):
-    """Ogg Vorbis via tensorflow-io; returns (samples, rate, problem)."""
-    is_vorbis, rate = _ogg_header(contents)
-    samples = tf.cond(
-        is_vorbis, lambda: _tfio().audio.decode_vorbis(contents), lambda: tf.zeros([1, 1])
-    )
-    return samples, rate, _first_problem((tf.logical_not(is_vorbis), _NOT_VORBIS))
-
-
-def _decode_mp3(contents):
-    """MP3 via tensorflow-io; returns (samples, rate, problem)."""
-    ok, rate = _mp3_header(contents)
-    samples = tf.cond(ok, lambda: _tfio().audio.decode_mp3(contents), lambda: tf.zeros([1, 1]))
-    return samples, rate, _first_problem((tf.logical_not(ok), _NO_MP3_FRAME))
-
-
-def _ogg_header(contents):
-    # The Vorbis identification packet starts after the 27-byte page header and its
-    # segment table: "\x01vorbis", version (4), channels (1), sample rate (4).
-    packet = 27 + _bytes(contents, 26, 1)[0]
-    is_vorbis = tf.equal(_substr(contents, packet, 7), "\x01vorbis")
-    return is_vorbis, _uint_le(contents, packet + 12, 4)
-
-
-_MP3_RATES = (
-    # Rows: the 2-bit version field (MPEG-2.5, reserved, MPEG-2, MPEG-1); columns: rate index.
-    (11025, 12000, 8000, 0),
-    (0, 0, 0, 0),
-    (22050, 24000, 16000, 0),
-    (44100, 48000, 32000, 0),
-)
-
-
-def _mp3_header(contents):
-    # Skip an ID3v2 tag (10-byte header, syncsafe size), then read the first frame header.
-    has_id3 = tf.equal(tf.strings.substr(contents, 0, 3), "ID3")
-    s = _bytes(contents, 6, 4)
-    tag = tf.where(has_id3, 10 + s[0] * 2**21 + s[1] * 2**14 + s[2] * 2**7 + s[3], tf.zeros_like(s[0]))
-    h = _bytes(contents, tag, 4)
-    synced = tf.logical_and(tf.equal(h[0], 0xFF), h[1] >= 0xE0)
-    rate = tf.gather(tf.reshape(tf.constant(_MP3_RATES, tf.int64), [-1]), ((h[1] // 8) % 4) * 4 + (h[2] // 4) % 4)
-    return tf.logical_and(synced, rate > 0), rate
+    samples = tf.reshape(samples, [-1, 1])
+    rate = tf.reshape(rate, [])
+    error = tf.reshape(error, [])
+    failed = tf.strings.length(error) > 0
+    problem = _first_problem((failed, _DECODER_ERROR))
+    return samples, rate, problem, error
 
 
 # === Resampling ===
+# Output samples computed at once; memory per block is about 40 bytes x this x taps.
+_RESAMPLE_BLOCK = 1 << 20
+
+
 def resample(waveform, rate_in, rate_out, taps=32, kaiser_beta=8.0):
     """Resamples a 1-D waveform by windowed-sinc interpolation.
 
     Output sample `n` sits at input time `t = n * rate_in / rate_out` and is
     `sum_k x[k] * h(t - k)` over the `taps` input samples nearest `t`, where
     `h` is a Kaiser-windowed sinc low-pass with its cut-off at the lower of
-    the two Nyquist frequencies (so downsampling does not alias).
+    the two Nyquist frequencies (so downsampling does not alias). The output
+    is computed in blocks, so memory stays bounded for any length.
 
     Args:
         waveform: float32 tensor [samples].
@@ -332,28 +423,41 @@ def resample(waveform, rate_in, rate_out, taps=32, kaiser_beta=8.0):
     # Cut-off relative to the input Nyquist; the filter widens when downsampling.
     cutoff = tf.minimum(tf.constant(1.0, tf.float64), 1.0 / ratio)
     half = tf.cast(tf.math.ceil(taps / 2 / cutoff), tf.int64)
-    t = tf.cast(tf.range(n_out), tf.float64) * ratio
-    base = tf.cast(tf.floor(t), tf.int64)
-    k = base[:, None] + tf.range(-half + 1, half + 1, dtype=tf.int64)[None, :]
-    d = t[:, None] - tf.cast(k, tf.float64)
     width = tf.cast(half, tf.float64)
-    x = tf.clip_by_value(d / width, -1.0, 1.0)
-    window = tf.math.bessel_i0(kaiser_beta * tf.sqrt(1.0 - x * x)) / tf.math.bessel_i0(
-        tf.constant(kaiser_beta, tf.float64)
+    offsets = tf.range(-half + 1, half + 1, dtype=tf.int64)[None, :]
+    i0 = tf.math.bessel_i0(tf.constant(kaiser_beta, tf.float64))
+    block = tf.maximum(tf.constant(_RESAMPLE_BLOCK, tf.int64) // (2 * half), 1)
+
+    def outputs(start):
+        t = tf.cast(tf.range(start, tf.minimum(start + block, n_out)), tf.float64) * ratio
+        k = tf.cast(tf.floor(t), tf.int64)[:, None] + offsets
+        d = t[:, None] - tf.cast(k, tf.float64)
+        x = tf.clip_by_value(d / width, -1.0, 1.0)
+        window = tf.math.bessel_i0(kaiser_beta * tf.sqrt(1.0 - x * x)) / i0
+        arg = math.pi * cutoff * d
+        at_zero = tf.abs(arg) < 1e-12
+        one = tf.ones_like(arg)
+        sinc = tf.where(at_zero, one, tf.sin(arg) / tf.where(at_zero, one, arg))
+        h = tf.cast(cutoff * sinc * window, tf.float32)
+        valid = tf.logical_and(k >= 0, k < n_in)
+        gathered = tf.gather(waveform, tf.clip_by_value(k, 0, tf.maximum(n_in - 1, 0)))
+        return tf.reduce_sum(tf.where(valid, gathered * h, tf.zeros_like(h)), axis=1)
+
+    blocks = (n_out + block - 1) // block
+    pieces = tf.TensorArray(tf.float32, size=tf.cast(blocks, tf.int32), infer_shape=False)
+    _, pieces = tf.while_loop(
+        lambda i, _: i < blocks,
+        lambda i, acc: (i + 1, acc.write(tf.cast(i, tf.int32), outputs(i * block))),
+        [tf.constant(0, tf.int64), pieces],
     )
-    arg = math.pi * cutoff * d
-    at_zero = tf.abs(arg) < 1e-12
-    one = tf.ones_like(arg)
-    sinc = tf.where(at_zero, one, tf.sin(arg) / tf.where(at_zero, one, arg))
-    h = tf.cast(cutoff * sinc * window, tf.float32)
-    valid = tf.logical_and(k >= 0, k < n_in)
-    gathered = tf.gather(waveform, tf.clip_by_value(k, 0, tf.maximum(n_in - 1, 0)))
-    return tf.reduce_sum(tf.where(valid, gathered * h, tf.zeros_like(h)), axis=1)
+    return tf.reshape(
+        tf.cond(blocks > 0, pieces.concat, lambda: tf.zeros([0], tf.float32)), [-1]
+    )
 
 
 # === Public graph ops ===
-def _decode_any(contents, path, sample_rate):
-    """Every format and encoding, with all checks; see `decode_audio`."""
+def _decode_checked(contents, sample_rate):
+    """Every format and encoding, with all checks; returns (waveform, problem, detail)."""
     length = tf.cast(tf.strings.length(contents), tf.int64)
     head = _bytes(contents, 0, _HEAD_BYTES)
     w = _head_words(head)
@@ -373,51 +477,84 @@ def _decode_any(contents, path, sample_rate):
     )
     data = tf.where(found, 28 + w[3] + w[3] % 2, minus_one)
     size = chunk[4] + 256 * chunk[5] + 65536 * chunk[6] + 16777216 * chunk[7]
-    encoding, channels, size, wav_problem = _wav_fields(
-        w[4], w[5], w[6], w[7], w[8], length, fmt, data, size
+    sub_format = _uint_le(contents, 44, 2)
+    encoding, channels, size, wav_problem, wav_detail = _wav_fields(
+        w[4], w[5], w[6], w[7], w[11], w[12], sub_format, w[3], length, fmt, data, size
     )
 
+    fast_problem = tf.logical_and(tf.logical_and(is_wav, found), wav_problem > 0)
     problem = _first_problem(
         (tf.equal(length, 0), _EMPTY_FILE),
         (tf.logical_not(tf.reduce_any(tf.stack([is_wav, is_flac, is_ogg, is_mp3]))), _NOT_AUDIO),
-        (tf.logical_and(tf.logical_and(is_wav, found), wav_problem > 0), wav_problem),
+        (fast_problem, wav_problem),
     )
     index = tf.where(
-        is_wav,
-        tf.where(found, _WAV_FAST + encoding, _WAV_WALK),
-        tf.where(is_flac, _FLAC, tf.where(is_ogg, _OGG, _MP3)),
+        is_wav, tf.where(found, _WAV_FAST + encoding, _WAV_WALK), tf.constant(_COMPRESSED)
     )
     index = tf.where(tf.equal(problem, _OK), index, _INVALID)
 
     def fixed(samples):
-        return samples, w[6], problem
+        return samples, w[6], problem, tf.where(fast_problem, wav_detail, "")
 
     branches = (
         [lambda: fixed(tf.zeros([1, 1]))]
         + [(lambda e=e: fixed(_decode_pcm(contents, data, size, e, channels))) for e in range(6)]
-        + [
-            lambda: _decode_wav_walk(contents, length),
-            lambda: _decode_flac(contents),
-            lambda: _decode_ogg(contents),
-            lambda: _decode_mp3(contents),
-        ]
+        + [lambda: _decode_wav_walk(contents, length), lambda: _decode_compressed(contents)]
     )
-    samples, rate, problem = tf.switch_case(index, branches)
-    # Mix down to mono.
+    samples, rate, problem, detail = tf.switch_case(index, branches)
+    # Mixing down and resampling can overflow or ring: the samples are checked after
+    # each transform, so a problem is reported as the step that made it.
     waveform = tf.reduce_mean(samples, axis=1)
-    problem = _first_problem(
+    problem, detail = _check_samples(waveform, problem, detail)
+    waveform = tf.cond(
+        tf.logical_or(problem > 0, tf.equal(rate, sample_rate)),
+        lambda: tf.identity(waveform),
+        lambda: resample(waveform, rate, sample_rate),
+    )
+    problem, detail = _check_samples(waveform, problem, detail)
+    return waveform, problem, detail
+
+
+def _check_samples(waveform, problem, detail):
+    """(problem, detail) after checking `waveform` for emptiness, NaN/Inf and range."""
+    finite = tf.math.is_finite(waveform)
+    peak = tf.reduce_max(tf.abs(tf.where(finite, waveform, 0.0)))
+    peak = tf.where(tf.size(waveform) > 0, peak, 0.0)
+    checked = _first_problem(
         (problem > 0, problem),
         (tf.equal(tf.size(waveform), 0), _NO_SAMPLES),
-        (tf.logical_not(tf.reduce_all(tf.math.is_finite(waveform))), _NOT_FINITE),
+        (tf.logical_not(tf.reduce_all(finite)), _NOT_FINITE),
+        (peak > MAX_AMPLITUDE, _OUT_OF_RANGE),
     )
-    message = tf.strings.join([path, ": ", tf.gather(tf.constant(_PROBLEMS), problem)])
+    detail = tf.where(
+        tf.equal(checked, problem),
+        detail,
+        tf.where(
+            tf.equal(checked, _OUT_OF_RANGE),
+            _detail(" (peak ", peak, f", limit {MAX_AMPLITUDE:g}). {_FIX}"),
+            tf.constant(""),
+        ),
+    )
+    return checked, detail
+
+
+def _problem_message(path, problem, detail):
+    """'<path>: <problem><detail>' as a string tensor."""
+    # The libsndfile branch's detail is the whole problem description.
+    text = tf.where(
+        tf.equal(problem, _DECODER_ERROR), detail,
+        tf.strings.join([tf.gather(tf.constant(_PROBLEMS), problem), detail]),
+    )
+    return tf.strings.join([path, ": ", text])
+
+
+def _decode_any(contents, path, sample_rate):
+    """`_decode_checked` with its problem raised as an assertion naming `path`."""
+    waveform, problem, detail = _decode_checked(contents, sample_rate)
+    message = _problem_message(path, problem, detail)
     check = tf.debugging.Assert(tf.equal(problem, _OK), [message], summarize=1)
     with tf.control_dependencies([check]):
-        return tf.cond(
-            tf.equal(rate, sample_rate),
-            lambda: tf.identity(waveform),
-            lambda: resample(waveform, rate, sample_rate),
-        )
+        return tf.identity(waveform)
 
 
 def decode_audio(contents, path="<memory>", sample_rate=16000):
@@ -458,8 +595,8 @@ def plain_wav_samples(contents, sample_rate, length=None):
     """Whether files are plain WAVs the fast path reads, and their sample counts.
 
     Plain means: RIFF/WAVE, a 16-byte 'fmt ' chunk at byte 12, PCM, mono,
-    16-bit, `sample_rate`, and a complete 'data' chunk right after it (the
-    canonical 44-byte header).
+    16-bit (block align 2, byte rate 2 x `sample_rate`), `sample_rate`, and a
+    complete 'data' chunk right after it (the canonical 44-byte header).
 
     Args:
         contents: string tensor of file contents, scalar or [batch]; only
@@ -477,8 +614,10 @@ def plain_wav_samples(contents, sample_rate, length=None):
         tf.strings.join([tf.strings.substr(contents, 0, _HEAD_BYTES), _ZERO_HEAD]), 0, _HEAD_BYTES
     )
     w = _head_words(tf.cast(tf.io.decode_raw(heads, tf.uint8), tf.int64))
-    expected = tf.constant([_RIFF, _WAVE, _FMT, 16, 1, 1, sample_rate, 16, _DATA], tf.int64)
-    fields = tf.gather(w, [0, 1, 2, 3, 4, 5, 6, 7, 9], axis=-1)
+    expected = tf.constant(
+        [_RIFF, _WAVE, _FMT, 16, 1, 1, sample_rate, 16, _DATA, 2, 2 * sample_rate], tf.int64
+    )
+    fields = tf.gather(w, [0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 12], axis=-1)
     size = w[..., 10]
     if length is None:
         length = tf.cast(tf.strings.length(contents), tf.int64)
@@ -502,6 +641,9 @@ def pcm16_samples(contents, start, count):
 _decode_any_call = tf.function(
     _decode_any, autograph=False, experimental_attributes={"_noinline": True}
 )
+_decode_checked_call = tf.function(
+    _decode_checked, autograph=False, experimental_attributes={"_noinline": True}
+)
 
 
 def load_audio(path, sample_rate=16000):
@@ -522,48 +664,70 @@ def read_audio(path, sample_rate=16000):
 
     Raises:
         AudioError: naming the file, for a missing, empty, truncated,
-            corrupt or non-audio file, an unsupported encoding or NaN/Inf.
+            corrupt or non-audio file, an unsupported encoding, a header
+            field out of bounds, NaN/Inf or out-of-range samples.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise AudioError(f"{path}: no such audio file. Check the path and the data root.")
     try:
-        return _load_eager(tf.constant(path), sample_rate).numpy()
-    except tf.errors.OpError as error:
+        waveform, problem, detail = _read_eager(tf.constant(path), sample_rate)
+    except tf.errors.OpError as error:  # e.g. the file cannot be read
         raise AudioError(audio_error_message(error, path)) from None
+    problem = int(problem)
+    if problem != _OK:
+        detail = detail.numpy().decode("utf-8", "replace")
+        text = detail if problem == _DECODER_ERROR else _PROBLEMS[problem] + detail
+        raise AudioError(f"{path}: {text}")
+    return waveform.numpy()
 
 
 @tf.function(reduce_retracing=True)
-def _load_eager(path, sample_rate):
-    return load_audio(path, sample_rate)
+def _read_eager(path, sample_rate):
+    # The checks' outcome as values, so the message needs no parsing.
+    contents = tf.io.read_file(path)
+    plain, num_samples = plain_wav_samples(contents, sample_rate)
+    return tf.cond(
+        plain,
+        lambda: (pcm16_samples(contents, 0, num_samples), tf.constant(_OK), tf.constant("")),
+        lambda: _decode_checked_call(contents, sample_rate),
+    )
+
+
+def _unescape(text):
+    # TensorFlow prints assertion messages C-escaped.
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "\\'\"":
+            out.append(text[i + 1])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def audio_error_message(error, path=None):
     """The readable part of a failed audio op's message, naming the file.
 
-    Our own checks produce "<path>: <problem>"; decoder failures from
-    tensorflow-io carry only the decoder's words, so `path` is prefixed.
+    Our own checks fail as an assertion holding "<path>: <problem>" (printed
+    C-escaped and bracketed on one line); other failures (an unreadable
+    file) carry only TensorFlow's words, so `path` is prefixed.
     """
     text = getattr(error, "message", str(error))
-    if "assertion failed" in text and path is not None:
-        # The assertion prints the message C-escaped (\' \" \\) and bracketed, so
-        # a path holding quotes, backslashes or "]" would come out mangled:
-        # rebuild it from the known path and the problem it names.
-        for problem in _PROBLEMS[1:]:
-            escaped = problem.replace("\\", "\\\\").replace("'", "\\'").replace('"', '\\"')
-            if f": {escaped}]" in text:
-                return f"{path}: {problem}"
-    if "assertion failed" in text:
-        start = text.index("[", text.index("assertion failed")) + 1
-        return text[start : text.index("]", start)].strip()
+    marker = "assertion failed: ["
+    if marker in text:
+        line = text[text.index(marker) + len(marker) :].split("\n", 1)[0].rstrip()
+        return _unescape(line[:-1] if line.endswith("]") else line).strip()
     lines = [
         line.strip()
         for line in text.splitlines()
         if line.strip() and not line.strip().startswith("[[") and "execution error" not in line
     ]
     reason = lines[0] if lines else text.strip()
+    where = f"{path}: " if path is not None else ""
     return (
-        f"{path}: cannot decode audio ({reason}); the file is corrupt or truncated. "
+        f"{where}cannot decode audio ({reason}); the file is corrupt or truncated. "
         "Re-encode it or remove it from the data."
     )
 

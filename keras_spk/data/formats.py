@@ -1,4 +1,4 @@
 """Audio file formats keras_spk reads."""
 
-# Decoded by keras_spk.data.audio: WAV natively, the others through tensorflow-io.
+# Decoded by keras_spk.data.audio: WAV natively, the others through libsndfile (soundfile).
 SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
