@@ -1,5 +1,6 @@
 """Training stages with a checkpoint every epoch and exact resumption."""
 
+import contextlib
 import glob
 import os
 import random
@@ -299,6 +300,32 @@ class _ResumeRandomState(keras.callbacks.Callback):
             self._state = None
 
 
+@contextlib.contextmanager
+def _naming_bad_audio(stage):
+    """Turns a decode failure inside the training pipeline into an `AudioError` naming the file.
+
+    The audio checks fail as a TensorFlow assertion holding "<path>: <problem>";
+    `model.fit` would show it inside a trace of several screens (under either
+    backend, since the data comes from tf.data). Other errors pass unchanged.
+    """
+    import tensorflow as tf
+
+    from keras_spk.data.audio import AudioError
+    from keras_spk.data.audio import audio_error_message
+
+    try:
+        yield
+    except tf.errors.OpError as error:
+        if "assertion failed: [" not in getattr(error, "message", ""):
+            raise
+        raise AudioError(
+            f"[{stage}] training stopped at a file that cannot be used: "
+            f"{audio_error_message(error)}\nRe-encode or remove it; `python tools/check_audio.py "
+            "DATA_DIR` lists every such file of a corpus in one pass. Training resumes from the "
+            "last checkpoint when the command is run again."
+        ) from None
+
+
 def fit_stage(
     run,
     stage,
@@ -364,20 +391,21 @@ def fit_stage(
     history = None
     if initial_epoch < epochs:
         log_dir = run.makedirs("logs")
-        history = model.fit(
-            make_dataset(initial_epoch),
-            initial_epoch=initial_epoch,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=[
-                _ResumeRandomState(random_state),
-                EpochCheckpoint(directory, keep=keep_checkpoints),
-                keras.callbacks.CSVLogger(os.path.join(log_dir, f"{stage}.csv"), append=True),
-                keras.callbacks.TensorBoard(os.path.join(log_dir, "tensorboard", stage)),
-                *callbacks,
-            ],
-            verbose=verbose,
-            shuffle=False,  # the dataset orders each epoch itself
-        )
+        with _naming_bad_audio(stage):
+            history = model.fit(
+                make_dataset(initial_epoch),
+                initial_epoch=initial_epoch,
+                epochs=epochs,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=[
+                    _ResumeRandomState(random_state),
+                    EpochCheckpoint(directory, keep=keep_checkpoints),
+                    keras.callbacks.CSVLogger(os.path.join(log_dir, f"{stage}.csv"), append=True),
+                    keras.callbacks.TensorBoard(os.path.join(log_dir, "tensorboard", stage)),
+                    *callbacks,
+                ],
+                verbose=verbose,
+                shuffle=False,  # the dataset orders each epoch itself
+            )
     run.mark_stage_done(stage)
     return history

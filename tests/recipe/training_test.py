@@ -220,3 +220,40 @@ def test_checkpoint_without_random_state_loads_with_a_warning(tmp_path):
         assert restore_checkpoint(other, directory) == 4
     for got, want in zip(weights_of(other), weights_of(model)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_file_that_fails_to_decode_in_training_is_named_without_a_trace(tmp_path):
+    from keras_spk.data import AudioError
+    from keras_spk.data import training_dataset
+    from keras_spk.data import write_wav
+
+    paths = []
+    for i in range(3):
+        path = str(tmp_path / f"good{i}.wav")
+        write_wav(path, 0.1 * np.sin(np.arange(1600) * (0.1 + i)), 16000)
+        paths.append(path)
+    bad = tmp_path / "corrupt one.flac"
+    bad.write_bytes(b"fLaC" + bytes(300))
+    paths.append(str(bad))
+    model = keras.Sequential([keras.Input((800,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+    def make(start_epoch):
+        return training_dataset(paths, [0, 1, 0, 1], 800, 4, seed=0, start_epoch=start_epoch)
+
+    with pytest.raises(AudioError) as info:
+        fit_stage(new_run(tmp_path / "run"), "stage", model, make, 1, 1, verbose=0)
+    message = str(info.value)
+    assert message.startswith(f"[stage] training stopped at a file that cannot be used: {bad}: ")
+    assert "cannot decode audio" in message and "tools/check_audio.py" in message
+    assert "{{node" not in message and "[[" not in message
+    # A failure that is not about audio is left as it is.
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        fit_stage(
+            new_run(tmp_path / "other"), "stage", model,
+            lambda e: tf.data.Dataset.range(4).map(
+                lambda i: (tf.debugging.check_numerics(tf.fill([4, 800], np.nan), "x"),
+                           tf.zeros([4], tf.int32))
+            ),
+            1, 1, verbose=0,
+        )
