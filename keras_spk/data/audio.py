@@ -45,8 +45,10 @@ MAX_CHANNELS = 16
 # 1; lossy decoders and the resampler overshoot it slightly on clipped audio, never by 2x).
 MAX_AMPLITUDE = 2.0
 # The most audio a compressed file may expand to: a compressed stream can encode long
-# silence in few bytes, so its decoded length is bounded here rather than by its size.
+# silence in few bytes, so its decoded length is bounded here rather than by its size,
+# in seconds and, for high rates, in samples (2**28 float32 samples: 1 GiB).
 MAX_COMPRESSED_SECONDS = 2 * 3600
+MAX_COMPRESSED_SAMPLES = 2**28
 
 
 # Problems a file can have; the index is the code carried through the graph. Some are
@@ -338,7 +340,7 @@ def _sndfile_decode(contents):
                     f"corrupt header: the channel count is out of range ({channels} channels; "
                     f"at most {MAX_CHANNELS}). {_FIX}"
                 ).encode()
-            limit = int(MAX_COMPRESSED_SECONDS * rate)
+            limit = min(int(MAX_COMPRESSED_SECONDS * rate), MAX_COMPRESSED_SAMPLES)
             block = np.empty([_BLOCK_FRAMES, channels], np.float32)
             pieces, total = [], 0
             while True:
@@ -352,9 +354,10 @@ def _sndfile_decode(contents):
                 total += count
                 if total > limit:
                     return empty, np.int64(rate), (
-                        f"decodes to more than {MAX_COMPRESSED_SECONDS} s of audio (a corrupt "
-                        "stream, or a recording to split into utterances first). "
-                        "keras_spk.data.audio.MAX_COMPRESSED_SECONDS sets the limit."
+                        f"decodes to more than {limit / rate:g} s of audio ({limit} samples at "
+                        f"{rate} Hz): a corrupt stream, or a recording to split into utterances "
+                        "first. keras_spk.data.audio.MAX_COMPRESSED_SECONDS (and "
+                        "MAX_COMPRESSED_SAMPLES) set the limit."
                     ).encode()
                 pieces.append(block[:count].mean(axis=1, dtype=np.float32))
                 if count < _BLOCK_FRAMES:

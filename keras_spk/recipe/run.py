@@ -73,7 +73,9 @@ def recipe_parser(name, description, epilog=None):
         "--config",
         help="YAML config (default: the recipe's demo config without --data, its full config with --data)",
     )
-    parser.add_argument("--data", help="training corpus, VoxCeleb layout <speaker>/<video>/<utt>.wav")
+    parser.add_argument(
+        "--data", help="training corpus, VoxCeleb layout <speaker>/<video>/<utt> (WAV, FLAC, Ogg or MP3)"
+    )
     parser.add_argument("--eval-data", help="evaluation audio folder; trial paths are relative to it")
     parser.add_argument("--trials", help="trial list (VoxCeleb 'label enrol test' or Kaldi format)")
     parser.add_argument("--output", help=f"run folder (default {RUNS_ROOT}/{name}-<timestamp>)")

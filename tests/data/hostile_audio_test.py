@@ -145,7 +145,10 @@ def test_a_flac_header_declaring_hours_is_an_error_not_an_allocation(tmp_path):
 def test_a_flac_longer_than_the_limit_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(audio, "MAX_COMPRESSED_SECONDS", 0.5)
     path = write_bytes(tmp_path / "long.flac", flac_bytes(np.zeros(16000 * 2, np.float32), 16000))
-    raises_naming(path, "decodes to more than 0.5 s of audio", "MAX_COMPRESSED_SECONDS")
+    raises_naming(path, "decodes to more than 0.5 s of audio (8000 samples", "MAX_COMPRESSED_SECONDS")
+    # At high rates the bound in samples (memory) comes first.
+    monkeypatch.setattr(audio, "MAX_COMPRESSED_SAMPLES", 1000)
+    raises_naming(path, "more than 0.0625 s of audio (1000 samples at 16000 Hz)")
 
 
 def test_corrupt_flac_in_training_names_the_file(tmp_path):

@@ -48,3 +48,14 @@ def data_args(corpus):
         "--trials",
         f"{corpus}/trials.txt",
     ]
+
+
+# A RawNet small enough to train in seconds: one frame per crop (3^7 samples).
+RAWNET_TINY_MODEL = [
+    "--data.crop_samples=2187",
+    "--data.batch_size=8",
+    "--model.strided_conv_filters=4",
+    "--model.stackwise_filters=[4, 4, 8, 8, 8, 8]",
+    "--model.gru_units=8",
+    "--model.embedding_dim=8",
+]

@@ -13,16 +13,11 @@ import numpy as np
 import pytest
 
 from papers.rawnet import train
+from tests.papers._corpus import RAWNET_TINY_MODEL
 from tests.papers._corpus import data_args
 from tests.papers._corpus import make_tiny_corpus
 
-TINY = [
-    "--data.crop_samples=2187",  # 3^7: one frame after the CNN
-    "--data.batch_size=8",
-    "--model.strided_conv_filters=4",
-    "--model.stackwise_filters=[4, 4, 8, 8, 8, 8]",
-    "--model.gru_units=8",
-    "--model.embedding_dim=8",
+TINY = RAWNET_TINY_MODEL + [
     "--pretrain.epochs=1",
     "--train.epochs=3",
     "--train.verbose=0",

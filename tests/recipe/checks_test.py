@@ -18,16 +18,11 @@ from keras_spk.recipe import RunError
 from keras_spk.recipe.data import recipe_constraints
 from papers.fpm import train as fpm_train
 from papers.rawnet import train as rawnet_train
+from tests.papers._corpus import RAWNET_TINY_MODEL
 from tests.papers._corpus import data_args
 from tests.papers._corpus import make_tiny_corpus
 
-RAWNET_TINY = [
-    "--data.crop_samples=2187",
-    "--data.batch_size=8",
-    "--model.strided_conv_filters=4",
-    "--model.stackwise_filters=[4, 4, 8, 8, 8, 8]",
-    "--model.gru_units=8",
-    "--model.embedding_dim=8",
+RAWNET_TINY = RAWNET_TINY_MODEL + [
     "--pretrain.epochs=1",
     "--train.epochs=2",
     "--train.verbose=0",
