@@ -735,6 +735,32 @@ def audio_error_message(error, path=None):
     )
 
 
+# How the messages of the checks start (after "<path>: "), fixed and computed alike.
+_MESSAGE_STARTS = _PROBLEMS[1:] + (
+    "cannot decode audio",
+    "corrupt header:",
+    "file is truncated or corrupt",
+    "decodes to more than",
+)
+
+
+def audio_check_failure(error):
+    """The message of a pipeline failure raised by the audio checks, or `None`.
+
+    Training and evaluation pipelines fail inside `tf.data` with a
+    `tf.errors.OpError` several screens long; this returns just
+    "<path>: <problem>" when the error is one of this module's checks, and
+    `None` for any other error (so callers re-raise those unchanged).
+    """
+    text = getattr(error, "message", "")
+    if "assertion failed: [" not in text:
+        return None
+    message = audio_error_message(error)
+    if not any(f": {start}" in message for start in _MESSAGE_STARTS):
+        return None
+    return message
+
+
 def find_bad_audio(paths, sample_rate=16000):
     """Decodes every file and returns `[(path, problem), ...]` for those that fail.
 

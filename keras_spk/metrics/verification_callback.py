@@ -88,12 +88,22 @@ class VerificationCallback(keras.callbacks.Callback):
         """The decoded trial utterances, in `trials.utterances` order."""
         if self._audio is not None:
             return self._audio
+        import tensorflow as tf
+
+        from keras_spk.data.audio import AudioError
+        from keras_spk.data.audio import audio_check_failure
         from keras_spk.data.pipeline import evaluation_dataset
 
         audio = [None] * len(self.trials.utterances)
         dataset = evaluation_dataset(self.trials.paths, self.sample_rate)
-        for index, waveform, _ in dataset.as_numpy_iterator():
-            audio[int(index[0])] = waveform
+        try:
+            for index, waveform, _ in dataset.as_numpy_iterator():
+                audio[int(index[0])] = waveform
+        except tf.errors.OpError as error:
+            problem = audio_check_failure(error)
+            if problem is None:
+                raise
+            raise AudioError(f"Validation trials: {problem}") from None
         if self.cache_audio:
             self._audio = audio
         return audio

@@ -311,16 +311,17 @@ def _naming_bad_audio(stage):
     import tensorflow as tf
 
     from keras_spk.data.audio import AudioError
-    from keras_spk.data.audio import audio_error_message
+    from keras_spk.data.audio import audio_check_failure
 
     try:
         yield
     except tf.errors.OpError as error:
-        if "assertion failed: [" not in getattr(error, "message", ""):
+        problem = audio_check_failure(error)
+        if problem is None:
             raise
         raise AudioError(
             f"[{stage}] training stopped at a file that cannot be used: "
-            f"{audio_error_message(error)}\nRe-encode or remove it; `python tools/check_audio.py "
+            f"{problem}\nRe-encode or remove it; `python tools/check_audio.py "
             "DATA_DIR` lists every such file of a corpus in one pass. Training resumes from the "
             "last checkpoint when the command is run again."
         ) from None

@@ -230,3 +230,16 @@ def test_downsampling_a_long_file_needs_little_memory(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     grown_kib = int(result.stdout.split()[-1])
     assert grown_kib < 1024 * 1024, f"reading grew the process by {grown_kib / 1024:.0f} MiB"
+
+
+def test_audio_check_failure_tells_the_checks_from_other_errors(tmp_path):
+    bad = write_bytes(tmp_path / "it's [bad].wav", b"RIFF")
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        next(iter(tf.data.Dataset.from_tensor_slices([bad]).map(audio.load_audio)))
+    assert audio.audio_check_failure(info.value) == (
+        f"{bad}: not a supported audio file (expected WAV, FLAC, Ogg Vorbis/Opus or MP3 content)"
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        tf.debugging.Assert(False, ["x: something else"])
+    assert audio.audio_check_failure(info.value) is None
+    assert audio.audio_check_failure(ValueError("no message attribute")) is None

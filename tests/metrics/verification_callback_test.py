@@ -350,3 +350,13 @@ def test_cache_audio_decodes_once(overlapping, monkeypatch, cache_audio, expecte
     assert first == second
     assert len(reads) == expected_reads
     assert reads[0] == (trials.paths, SAMPLE_RATE)
+
+
+def test_a_trial_file_that_cannot_be_decoded_is_named(tmp_path):
+    trials, _ = make_trials(tmp_path / "audio", separable_angles())
+    bad = tmp_path / "audio" / "spk1" / "utt2.wav"
+    bad.write_bytes(bad.read_bytes()[:60])  # cut inside the data chunk
+    callback = VerificationCallback(trials, embedding_model(), sample_rate=SAMPLE_RATE)
+    with pytest.raises(data.AudioError) as info:
+        callback.evaluate()
+    assert str(info.value) == f"Validation trials: {bad}: file is truncated: the WAV data chunk is longer than the file"
