@@ -95,9 +95,9 @@ _FIX = "Re-encode the file or remove it from the data."
 
 # WAV sample encodings, in the order of the decoder branches.
 _PCM_U8, _PCM_16, _PCM_24, _PCM_32, _FLOAT_32, _FLOAT_64 = range(6)
-# Decoder branches: invalid input, the six WAV encodings with the header found
-# by the fast path, WAV needing a full chunk walk, compressed (libsndfile).
-_INVALID, _WAV_FAST, _WAV_WALK, _COMPRESSED = 0, 1, 7, 8
+# WAV decoder branches: invalid input, the six encodings with the header found by
+# the fast path, a file needing a full chunk walk.
+_INVALID, _WAV_FAST, _WAV_WALK = 0, 1, 7
 
 
 class AudioError(ValueError):
@@ -460,15 +460,25 @@ def resample(waveform, rate_in, rate_out, taps=32, kaiser_beta=8.0):
 
 # === Public graph ops ===
 def _decode_checked(contents, sample_rate):
-    """Every format and encoding, with all checks; returns (waveform, problem, detail)."""
+    """Every format and encoding, with all checks; returns (waveform, problem, detail).
+
+    RIFF files and the rest take separate never-inlined calls: tf.data's
+    executor visits every op of a lowered branch not taken, so FLAC would
+    otherwise pay for the WAV parser and WAV for the libsndfile call.
+    """
+    is_riff = tf.equal(tf.strings.substr(contents, 0, 4), "RIFF")
+    return tf.cond(
+        is_riff,
+        lambda: _decode_wav_call(contents, sample_rate),
+        lambda: _decode_other_call(contents, sample_rate),
+    )
+
+
+def _decode_wav(contents, sample_rate):
+    """A RIFF file: the WAV fast path or the chunk walk; see `_decode_checked`."""
     length = tf.cast(tf.strings.length(contents), tf.int64)
-    head = _bytes(contents, 0, _HEAD_BYTES)
-    w = _head_words(head)
-    is_wav = tf.logical_and(tf.equal(w[0], _RIFF), tf.equal(w[1], _WAVE))
-    is_flac = tf.equal(w[0], _FLAC_MAGIC)
-    is_ogg = tf.equal(w[0], _OGG_MAGIC)
-    is_id3 = tf.reduce_all(tf.equal(head[:3], tf.constant([73, 68, 51], tf.int64)))  # "ID3"
-    is_mp3 = tf.logical_or(is_id3, tf.logical_and(tf.equal(head[0], 0xFF), head[1] >= 0xE0))
+    w = _head_words(_bytes(contents, 0, _HEAD_BYTES))
+    is_wav = tf.equal(w[1], _WAVE)
 
     # Fast path for WAV: 'fmt ' at byte 12 and 'data' right after it; any other
     # chunk order takes the branch that walks every chunk.
@@ -486,14 +496,8 @@ def _decode_checked(contents, sample_rate):
     )
 
     fast_problem = tf.logical_and(tf.logical_and(is_wav, found), wav_problem > 0)
-    problem = _first_problem(
-        (tf.equal(length, 0), _EMPTY_FILE),
-        (tf.logical_not(tf.reduce_any(tf.stack([is_wav, is_flac, is_ogg, is_mp3]))), _NOT_AUDIO),
-        (fast_problem, wav_problem),
-    )
-    index = tf.where(
-        is_wav, tf.where(found, _WAV_FAST + encoding, _WAV_WALK), tf.constant(_COMPRESSED)
-    )
+    problem = _first_problem((tf.logical_not(is_wav), _NOT_AUDIO), (fast_problem, wav_problem))
+    index = tf.where(found, _WAV_FAST + encoding, _WAV_WALK)
     index = tf.where(tf.equal(problem, _OK), index, _INVALID)
 
     def fixed(samples):
@@ -502,20 +506,46 @@ def _decode_checked(contents, sample_rate):
     branches = (
         [lambda: fixed(tf.zeros([1, 1]))]
         + [(lambda e=e: fixed(_decode_pcm(contents, data, size, e, channels))) for e in range(6)]
-        + [lambda: _decode_wav_walk(contents, length), lambda: _decode_compressed(contents)]
+        + [lambda: _decode_wav_walk(contents, length)]
     )
-    samples, rate, problem, detail = tf.switch_case(index, branches)
+    return _mono_checked(*tf.switch_case(index, branches), sample_rate)
+
+
+def _decode_other(contents, sample_rate):
+    """Anything but RIFF: FLAC, Ogg or MP3 through libsndfile; see `_decode_checked`."""
+    head = _bytes(contents, 0, 4)
+    magic = tf.reduce_sum(head * tf.constant([1, 256, 65536, 16777216], tf.int64))
+    is_id3 = tf.reduce_all(tf.equal(head[:3], tf.constant([73, 68, 51], tf.int64)))  # "ID3"
+    is_mp3 = tf.logical_or(is_id3, tf.logical_and(tf.equal(head[0], 0xFF), head[1] >= 0xE0))
+    known = tf.reduce_any(tf.stack([tf.equal(magic, _FLAC_MAGIC), tf.equal(magic, _OGG_MAGIC), is_mp3]))
+    problem = _first_problem(
+        (tf.equal(tf.strings.length(contents), 0), _EMPTY_FILE),
+        (tf.logical_not(known), _NOT_AUDIO),
+    )
+    samples, rate, problem, detail = tf.cond(
+        tf.equal(problem, _OK),
+        lambda: _decode_compressed(contents),
+        lambda: (tf.zeros([1, 1]), tf.constant(0, tf.int64), problem, tf.constant("")),
+    )
+    return _mono_checked(samples, rate, problem, detail, sample_rate)
+
+
+def _mono_checked(samples, rate, problem, detail, sample_rate):
+    """Mix-down, checks, resampling, checks again; returns (waveform, problem, detail)."""
     # Mixing down and resampling can overflow or ring: the samples are checked after
     # each transform, so a problem is reported as the step that made it.
     waveform = tf.reduce_mean(samples, axis=1)
     problem, detail = _check_samples(waveform, problem, detail)
-    waveform = tf.cond(
+    return tf.cond(
         tf.logical_or(problem > 0, tf.equal(rate, sample_rate)),
-        lambda: tf.identity(waveform),
-        lambda: resample(waveform, rate, sample_rate),
+        lambda: (tf.identity(waveform), problem, detail),
+        lambda: _resample_checked_call(waveform, rate, sample_rate, problem, detail),
     )
-    problem, detail = _check_samples(waveform, problem, detail)
-    return waveform, problem, detail
+
+
+def _resample_checked(waveform, rate, sample_rate, problem, detail):
+    waveform = resample(waveform, rate, sample_rate)
+    return (waveform, *_check_samples(waveform, problem, detail))
 
 
 def _check_samples(waveform, problem, detail):
@@ -644,8 +674,9 @@ def pcm16_samples(contents, start, count):
 _decode_any_call = tf.function(
     _decode_any, autograph=False, experimental_attributes={"_noinline": True}
 )
-_decode_checked_call = tf.function(
-    _decode_checked, autograph=False, experimental_attributes={"_noinline": True}
+_decode_checked_call, _decode_wav_call, _decode_other_call, _resample_checked_call = (
+    tf.function(f, autograph=False, experimental_attributes={"_noinline": True})
+    for f in (_decode_checked, _decode_wav, _decode_other, _resample_checked)
 )
 
 
