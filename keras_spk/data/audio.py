@@ -332,13 +332,13 @@ def _sndfile_decode(contents):
             rate, channels, declared = int(f.samplerate), int(f.channels), int(f.frames)
             if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
                 return empty, np.int64(rate), (
-                    f"corrupt header: the sample rate is out of range ({rate} Hz; keras_spk "
-                    f"reads {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz). {_FIX}"
+                    f"{_PROBLEMS[_BAD_RATE]} ({rate} Hz; keras_spk reads {MIN_SAMPLE_RATE} to "
+                    f"{MAX_SAMPLE_RATE} Hz). {_FIX}"
                 ).encode()
             if not 1 <= channels <= MAX_CHANNELS:
                 return empty, np.int64(rate), (
-                    f"corrupt header: the channel count is out of range ({channels} channels; "
-                    f"at most {MAX_CHANNELS}). {_FIX}"
+                    f"{_PROBLEMS[_BAD_CHANNELS]} ({channels} channels; at most {MAX_CHANNELS}). "
+                    f"{_FIX}"
                 ).encode()
             limit = min(int(MAX_COMPRESSED_SECONDS * rate), MAX_COMPRESSED_SAMPLES)
             block = np.empty([_BLOCK_FRAMES, channels], np.float32)
@@ -373,9 +373,7 @@ def _sndfile_decode(contents):
         # LibsndfileError's own words, without its "Error opening <BytesIO ...>" prefix.
         text = getattr(error, "error_string", None) or str(error)
         text = " ".join(text.split()) or type(error).__name__
-        return empty, np.int64(0), (
-            f"cannot decode audio; the file is corrupt or truncated ({text}). {_FIX}"
-        ).encode()
+        return empty, np.int64(0), f"{_PROBLEMS[_DECODER_ERROR]} ({text}). {_FIX}".encode()
     samples = np.concatenate(pieces) if pieces else np.zeros([0], np.float32)
     return samples[:, None], np.int64(rate), b""
 
@@ -490,9 +488,8 @@ def _decode_wav(contents, sample_rate):
     )
     data = tf.where(found, 28 + w[3] + w[3] % 2, minus_one)
     size = chunk[4] + 256 * chunk[5] + 65536 * chunk[6] + 16777216 * chunk[7]
-    sub_format = _uint_le(contents, 44, 2)
     encoding, channels, size, wav_problem, wav_detail = _wav_fields(
-        w[4], w[5], w[6], w[7], w[11], w[12], sub_format, w[3], length, fmt, data, size
+        w[4], w[5], w[6], w[7], w[11], w[12], w[8], w[3], length, fmt, data, size
     )
 
     fast_problem = tf.logical_and(tf.logical_and(is_wav, found), wav_problem > 0)
@@ -571,20 +568,19 @@ def _check_samples(waveform, problem, detail):
     return checked, detail
 
 
-def _problem_message(path, problem, detail):
-    """'<path>: <problem><detail>' as a string tensor."""
+def _problem_text(problem, detail):
+    """'<problem><detail>' as a string tensor ('' for _OK)."""
     # The libsndfile branch's detail is the whole problem description.
-    text = tf.where(
+    return tf.where(
         tf.equal(problem, _DECODER_ERROR), detail,
         tf.strings.join([tf.gather(tf.constant(_PROBLEMS), problem), detail]),
     )
-    return tf.strings.join([path, ": ", text])
 
 
 def _decode_any(contents, path, sample_rate):
     """`_decode_checked` with its problem raised as an assertion naming `path`."""
     waveform, problem, detail = _decode_checked(contents, sample_rate)
-    message = _problem_message(path, problem, detail)
+    message = tf.strings.join([path, ": ", _problem_text(problem, detail)])
     check = tf.debugging.Assert(tf.equal(problem, _OK), [message], summarize=1)
     with tf.control_dependencies([check]):
         return tf.identity(waveform)
@@ -705,14 +701,11 @@ def read_audio(path, sample_rate=16000):
     if not os.path.isfile(path):
         raise AudioError(f"{path}: no such audio file. Check the path and the data root.")
     try:
-        waveform, problem, detail = _read_eager(tf.constant(path), sample_rate)
+        waveform, problem, text = _read_eager(tf.constant(path), sample_rate)
     except tf.errors.OpError as error:  # e.g. the file cannot be read
         raise AudioError(audio_error_message(error, path)) from None
-    problem = int(problem)
-    if problem != _OK:
-        detail = detail.numpy().decode("utf-8", "replace")
-        text = detail if problem == _DECODER_ERROR else _PROBLEMS[problem] + detail
-        raise AudioError(f"{path}: {text}")
+    if int(problem) != _OK:
+        raise AudioError(f"{path}: {text.numpy().decode('utf-8', 'replace')}")
     return waveform.numpy()
 
 
@@ -721,11 +714,12 @@ def _read_eager(path, sample_rate):
     # The checks' outcome as values, so the message needs no parsing.
     contents = tf.io.read_file(path)
     plain, num_samples = plain_wav_samples(contents, sample_rate)
-    return tf.cond(
+    waveform, problem, detail = tf.cond(
         plain,
         lambda: (pcm16_samples(contents, 0, num_samples), tf.constant(_OK), tf.constant("")),
         lambda: _decode_checked_call(contents, sample_rate),
     )
+    return waveform, problem, _problem_text(problem, detail)
 
 
 def _unescape(text):
@@ -767,12 +761,7 @@ def audio_error_message(error, path=None):
 
 
 # How the messages of the checks start (after "<path>: "), fixed and computed alike.
-_MESSAGE_STARTS = _PROBLEMS[1:] + (
-    "cannot decode audio",
-    "corrupt header:",
-    "file is truncated or corrupt",
-    "decodes to more than",
-)
+_MESSAGE_STARTS = _PROBLEMS[1:] + ("file is truncated or corrupt", "decodes to more than")
 
 
 def audio_check_failure(error):
