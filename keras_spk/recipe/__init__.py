@@ -10,15 +10,15 @@ utterances (`evaluate_durations`), and exports the embedder
 See `papers/rawnet/train.py` for the pattern.
 """
 
+from keras_spk.evaluation.durations import cut_to_speech
+from keras_spk.evaluation.durations import duration_conditions
+from keras_spk.evaluation.durations import evaluate_durations
+from keras_spk.evaluation.durations import format_duration_table
+from keras_spk.evaluation.durations import write_duration_results
 from keras_spk.recipe.data import RecipeData
 from keras_spk.recipe.data import load_data
 from keras_spk.recipe.data import stage_options
 from keras_spk.recipe.data import start_run
-from keras_spk.recipe.durations import cut_to_speech
-from keras_spk.recipe.durations import duration_conditions
-from keras_spk.recipe.durations import evaluate_durations
-from keras_spk.recipe.durations import format_duration_table
-from keras_spk.recipe.durations import write_duration_results
 from keras_spk.recipe.evaluation import backend_settings
 from keras_spk.recipe.evaluation import backend_table
 from keras_spk.recipe.evaluation import evaluate_and_export

@@ -233,7 +233,7 @@ def evaluate_and_export(run, embedder, data, min_samples=1):
         verbose=evaluation["verbose"],
     )
     if evaluation.get("test_durations"):
-        from keras_spk.recipe import durations
+        from keras_spk.evaluation import durations
 
         duration_rows = durations.evaluate_durations(
             embedder,
@@ -311,7 +311,7 @@ def duration_list(min_samples=1):
     least `min_samples` samples at `data.sample_rate` (an int, or a
     callable `config -> int`, e.g. a recipe's model minimum).
     """
-    from keras_spk.recipe import durations
+    from keras_spk.evaluation import durations
 
     def shortest(config):
         samples = min_samples(config) if callable(min_samples) else min_samples

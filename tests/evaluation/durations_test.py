@@ -1,4 +1,4 @@
-"""Tests of keras_spk.recipe.durations: VAD cuts, the duration table, its files."""
+"""Tests of keras_spk.evaluation.durations: VAD cuts, the duration table, its files."""
 
 import csv
 import json
@@ -14,11 +14,11 @@ from keras_spk.data import read_trials
 from keras_spk.data import write_wav
 from keras_spk.layers import EnergyVAD
 from keras_spk.metrics import verification_metrics
-from keras_spk.recipe.durations import cut_to_speech
-from keras_spk.recipe.durations import duration_conditions
-from keras_spk.recipe.durations import evaluate_durations
-from keras_spk.recipe.durations import format_duration_table
-from keras_spk.recipe.durations import write_duration_results
+from keras_spk.evaluation.durations import cut_to_speech
+from keras_spk.evaluation.durations import duration_conditions
+from keras_spk.evaluation.durations import evaluate_durations
+from keras_spk.evaluation.durations import format_duration_table
+from keras_spk.evaluation.durations import write_duration_results
 
 SR = 16000
 # EnergyVAD defaults at 16 kHz: 400-sample frames every 160 samples. For a

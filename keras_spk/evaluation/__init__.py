@@ -1,0 +1,23 @@
+"""Evaluation protocols: ways of scoring an embedder on a trial list beyond one EER.
+
+* `keras_spk.evaluation.durations`: the duration-limited table (Jung et al.,
+  2020, Tables 5-6): trial utterances cut by the energy VAD to a given
+  amount of speech, embedded, and cosine-scored under every (enrolment,
+  test) duration condition.
+"""
+
+from keras_spk.evaluation.durations import cut_to_speech
+from keras_spk.evaluation.durations import duration_conditions
+from keras_spk.evaluation.durations import duration_label
+from keras_spk.evaluation.durations import evaluate_durations
+from keras_spk.evaluation.durations import format_duration_table
+from keras_spk.evaluation.durations import write_duration_results
+
+__all__ = [
+    "cut_to_speech",
+    "duration_conditions",
+    "duration_label",
+    "evaluate_durations",
+    "format_duration_table",
+    "write_duration_results",
+]
