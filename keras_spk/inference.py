@@ -130,14 +130,9 @@ def embed_files(model_or_callable, paths, sample_rate=16000, progress=True, *, m
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise ValueError("embed_files needs at least one audio file. Received an empty list.")
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(paths)} audio file(s) not found: "
-            + ", ".join(missing[:10])
-            + (" ..." if len(missing) > 10 else "")
-            + ". Check the paths and the audio folder they are relative to."
-        )
+    from keras_spk.utils.file_checks import check_files_exist
+
+    check_files_exist(paths, "audio file", fix="Check the paths and the audio folder they are relative to.")
     _check_sample_rate(model_or_callable, sample_rate)
     embed = embedding_function(model_or_callable)
     if min_samples == "auto":

@@ -249,11 +249,14 @@ def read_list(path, root):
     if not names:
         raise ValueError(f"--list {path} names no files (only blank or # lines).")
     if missing:
-        raise FileNotFoundError(
-            f"{path}: {len(missing)} listed file(s) not found under --audio-root {root}: "
-            + "; ".join(missing[:10])
-            + (" ..." if len(missing) > 10 else "")
-            + ". Paths in the list are relative to --audio-root."
+        from keras_spk.utils.file_checks import files_not_found_error
+
+        raise files_not_found_error(
+            missing,
+            "listed file",
+            root=f"--audio-root {root}",
+            source=path,
+            fix="Paths in the list are relative to --audio-root.",
         )
     return names, [os.path.join(root, name) for name in names]
 

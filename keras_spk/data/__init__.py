@@ -4,7 +4,7 @@ Names are imported on first use, so numpy-only parts (the demo corpus,
 the P×K sampler) do not load TensorFlow.
 """
 
-import importlib
+from keras_spk.utils.lazy import lazy_module_exports
 
 _EXPORTS = {
     "audio": (
@@ -32,17 +32,4 @@ _EXPORTS = {
     "trials": ("Trials", "read_trials", "write_trials"),
     "demo_corpus": ("default_demo_dir", "ensure_demo_corpus", "make_demo_corpus"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"keras_spk.data.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'keras_spk.data' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_WHERE))
-
-
-__all__ = sorted(_WHERE)
+__getattr__, __dir__, __all__ = lazy_module_exports(__name__, _EXPORTS)

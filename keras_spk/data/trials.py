@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from keras_spk.data.formats import SUPPORTED_EXTENSIONS
+from keras_spk.utils.file_checks import files_not_found_error
 
 _KALDI_LABELS = {"target": 1, "nontarget": 0}
 _VOXCELEB_LABELS = {"1": 1, "0": 0}
@@ -169,11 +170,12 @@ def read_trials(path, root, file_format="auto", check_files=True):
                 else:
                     files[name] = resolved
         if missing:
-            raise FileNotFoundError(
-                f"{path}: {len(missing)} trial file(s) not found under {root}: "
-                + "; ".join(missing[:10])
-                + (" ..." if len(missing) > 10 else "")
-                + ". Trial paths are relative to the evaluation data folder (--eval-data)."
+            raise files_not_found_error(
+                missing,
+                "trial file",
+                root=root,
+                source=path,
+                fix="Trial paths are relative to the evaluation data folder (--eval-data).",
             )
     else:
         files = {n: os.path.join(root, n) for n in set(enroll) | set(test)}

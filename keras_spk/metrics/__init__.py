@@ -6,13 +6,10 @@ from keras_spk.metrics.verification import eer
 from keras_spk.metrics.verification import error_rates
 from keras_spk.metrics.verification import min_dcf
 from keras_spk.metrics.verification import verification_metrics
+from keras_spk.utils.lazy import lazy_module_exports
 
-_CALLBACK_EXPORTS = ("VerificationCallback", "cosine_trial_scores")
-
-
-def __getattr__(name):  # Lazy: the callback module imports keras.
-    if name in _CALLBACK_EXPORTS:
-        from keras_spk.metrics import verification_callback
-
-        return getattr(verification_callback, name)
-    raise AttributeError(f"module 'keras_spk.metrics' has no attribute {name!r}")
+# Lazy: the callback module imports keras.
+__getattr__, __dir__, __all__ = lazy_module_exports(
+    __name__, {"verification_callback": ("VerificationCallback", "cosine_trial_scores")}
+)
+__all__ = sorted(["dcf_key", "det_curve", "eer", "error_rates", "min_dcf", "verification_metrics", *__all__])

@@ -4,46 +4,53 @@ The back-ends are scikit-learn estimators, so they go into a `Pipeline`,
 `clone` and grid-search like any other; trial scoring is `score_pairs`
 (`score` keeps its scikit-learn meaning). Fitted back-ends are saved and
 loaded without pickle (`save_backend` / `load_backend`). `BACKENDS` names
-the standard back-ends; `evaluate_backends` compares several of them on one
-trial list (the back-end tables of the paper recipes and `tools/score.py`).
+the standard back-ends (`backend_registry`); `build_backend`,
+`fit_backend` and `score_trials` use them by name (`backends`);
+`evaluate_backends` compares several of them on one trial list
+(`comparison`: the back-end tables of the paper recipes and
+`tools/score.py`); `format_table` and `write_results` report the results,
+on one trial list or several (`results`).
+
+Names are imported on first use, so e.g. `format_table` does not load
+scikit-learn.
 """
 
-from keras_spk.scoring.backends import BACKENDS
-from keras_spk.scoring.backends import BackendEvaluation
-from keras_spk.scoring.backends import BackendSpec
-from keras_spk.scoring.backends import build_backend
-from keras_spk.scoring.backends import evaluate_backends
-from keras_spk.scoring.backends import fit_backend
-from keras_spk.scoring.backends import format_table
-from keras_spk.scoring.backends import score_trials
-from keras_spk.scoring.backends import write_results
-from keras_spk.scoring.calibration import ScoreCalibrator
-from keras_spk.scoring.calibration import bayes_threshold
-from keras_spk.scoring.calibration import threshold_at_false_alarm
-from keras_spk.scoring.calibration import threshold_at_min_dcf
-from keras_spk.scoring.cosine import CosineScorer
-from keras_spk.scoring.cosine import length_normalize
-from keras_spk.scoring.dcae import DCAE
-from keras_spk.scoring.dnn import DNNPairClassifier
-from keras_spk.scoring.embeddings import load_embeddings
-from keras_spk.scoring.embeddings import save_embeddings
-from keras_spk.scoring.lda import LDA
-from keras_spk.scoring.normalization import ScoreNormalizer
-from keras_spk.scoring.normalization import adaptive_s_norm
-from keras_spk.scoring.normalization import s_norm
-from keras_spk.scoring.normalization import t_norm
-from keras_spk.scoring.normalization import z_norm
-from keras_spk.scoring.pairs import BVector
-from keras_spk.scoring.pairs import ConcatMul
-from keras_spk.scoring.pairs import RBVector
-from keras_spk.scoring.pairs import sample_pairs
-from keras_spk.scoring.pairs import split_pairs
-from keras_spk.scoring.pairs import stack_pairs
-from keras_spk.scoring.persistence import load_backend
-from keras_spk.scoring.persistence import save_backend
-from keras_spk.scoring.plda import PLDA
-from keras_spk.scoring.plda import score_matrix
-from keras_spk.scoring.plda import score_pairs
-from keras_spk.scoring.plots import det_coordinates
-from keras_spk.scoring.plots import plot_det
-from keras_spk.scoring.plots import plot_score_histograms
+from keras_spk.utils.lazy import lazy_module_exports
+
+_EXPORTS = {
+    "backend_registry": ("BACKENDS", "BackendSpec"),
+    "backends": ("build_backend", "fit_backend", "score_trials"),
+    "comparison": ("BackendEvaluation", "evaluate_backends"),
+    "results": ("format_table", "result_key", "write_results"),
+    "calibration": ("ScoreCalibrator", "bayes_threshold", "threshold_at_false_alarm", "threshold_at_min_dcf"),
+    "cosine": ("CosineScorer", "length_normalize"),
+    "dcae": ("DCAE",),
+    "dnn": ("DNNPairClassifier",),
+    "embeddings": ("load_embeddings", "save_embeddings"),
+    "lda": ("LDA",),
+    "normalization": ("ScoreNormalizer", "adaptive_s_norm", "s_norm", "t_norm", "z_norm"),
+    "pairs": ("BVector", "ConcatMul", "RBVector", "sample_pairs", "split_pairs", "stack_pairs"),
+    "persistence": ("load_backend", "save_backend"),
+    "plda": ("PLDA", "score_matrix", "score_pairs"),
+    "plots": ("det_coordinates", "plot_det", "plot_score_histograms"),
+}
+# The modules the package imported eagerly before, still reachable as attributes.
+_SUBMODULES = (
+    "backend_registry",
+    "backends",
+    "calibration",
+    "comparison",
+    "cosine",
+    "dcae",
+    "dnn",
+    "embeddings",
+    "lda",
+    "normalization",
+    "pairs",
+    "persistence",
+    "plda",
+    "plots",
+    "results",
+)
+
+__getattr__, __dir__, __all__ = lazy_module_exports(__name__, _EXPORTS, submodules=_SUBMODULES)

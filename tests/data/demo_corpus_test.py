@@ -1,6 +1,7 @@
 """Tests for the synthetic demo corpus generator."""
 
 import filecmp
+import hashlib
 import json
 import os
 import pathlib
@@ -11,6 +12,7 @@ import pytest
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from keras_spk.data import demo_corpus
+from keras_spk.data import speech_synthesis
 from keras_spk.metrics import eer
 
 TINY = dict(
@@ -158,6 +160,29 @@ def test_same_seed_gives_identical_bytes(tiny, tmp_path):
     assert mismatch == [] and errors == []
 
 
+def _corpus_digest(root):
+    """SHA-256 over every file's relative path and SHA-256, in path order."""
+    digest = hashlib.sha256()
+    for name in _relative_files(root):
+        digest.update(f"{name} {hashlib.sha256((root / name).read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+# Digest of the TINY corpus of seed 0 as generator version 2 writes it (its
+# 36 WAV files, trials.txt and corpus.json), recorded when the synthesiser
+# moved to keras_spk.data.speech_synthesis without changing a byte.
+TINY_DIGEST = (2, "b4f5235f58000c2424662487d1beb85a531a19545fcf7679c25e3e0381d928c4")
+
+
+def test_corpus_bytes_are_those_of_its_generator_version(tiny):
+    # Cached corpora are reused while GENERATOR_VERSION is unchanged, so any
+    # change to the audio or layout must come with a new version.
+    assert len(_relative_files(tiny)) == 38
+    assert (demo_corpus.GENERATOR_VERSION, _corpus_digest(tiny)) == TINY_DIGEST, (
+        "The demo corpus changed: bump GENERATOR_VERSION and record the new digest."
+    )
+
+
 def test_different_seed_gives_different_corpus(tiny, tmp_path):
     other = pathlib.Path(demo_corpus.make_demo_corpus(tmp_path / "other", seed=1, **TINY))
     assert (tiny / "trials.txt").read_bytes() != (other / "trials.txt").read_bytes()
@@ -248,26 +273,6 @@ def test_leading_and_trailing_silence(tiny):
         assert 20 * np.log10(loudest / rms[-1]) > 10.0
 
 
-def test_synthesize_utterance():
-    x = demo_corpus.synthesize_utterance(seed=0, speaker=3, session=1, utterance=0, duration=2.5)
-    assert x.shape == (40000,)
-    assert np.all(np.isfinite(x))
-    assert 0.3 <= np.max(np.abs(x)) <= 0.7
-    y = demo_corpus.synthesize_utterance(seed=0, speaker=3, session=1, utterance=1, duration=2.5)
-    assert not np.allclose(x, y)
-
-
-def test_speaker_parameter_ranges():
-    rng = np.random.default_rng(0)
-    speakers = [demo_corpus._sample_speaker(rng) for _ in range(200)]
-    females = [s for s in speakers if s["female"]]
-    males = [s for s in speakers if not s["female"]]
-    assert 60 < len(females) < 140
-    assert all(165 <= s["f0"] <= 255 for s in females)
-    assert all(85 <= s["f0"] <= 155 for s in males)
-    assert all(0.85 <= s["formant_scale"] <= 1.2 for s in speakers)
-
-
 # ---------------------------------------------------------------------------
 # Learnability
 # ---------------------------------------------------------------------------
@@ -335,7 +340,7 @@ def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(demo_corpus, "_render", fail)
+    monkeypatch.setattr(speech_synthesis, "render_utterance", fail)
     with pytest.raises(RuntimeError, match="disk full"):
         demo_corpus.make_demo_corpus(tmp_path / "demo", seed=0, **TINY)
     assert list(tmp_path.iterdir()) == []
@@ -419,7 +424,7 @@ def test_synthesize_utterance_matches_corpus_file(tiny):
     # Any corpus file can be regenerated on its own from the seed.
     config = {**demo_corpus._DEFAULTS, **TINY}
     item = demo_corpus._plan(0, config)[-1]
-    x = demo_corpus.synthesize_utterance(
+    x = speech_synthesis.synthesize_utterance(
         seed=0,
         speaker=item["speaker_index"],
         session=item["session"],
