@@ -4,6 +4,7 @@ Every model is registered for `.keras` saving and reachable by a lower-case
 name through `get(name)` (for YAML configs).
 """
 
+from keras_spk.models.feature_statistics import feature_statistics_embedder
 from keras_spk.models.resnet import ResNetBackbone
 from keras_spk.utils.registry import lookup
 

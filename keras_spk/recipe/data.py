@@ -1,56 +1,13 @@
-"""The data of a recipe run: training utterances, speaker map and trials."""
+"""The data of a recipe run: training utterances, held-out utterances, speaker map, trial lists."""
 
+import collections
 import dataclasses
 import os
 
-from keras_spk.config import choice
-from keras_spk.config import has_key
-from keras_spk.config import int_range
-from keras_spk.config import non_empty_string
-from keras_spk.config import read_yaml
 from keras_spk.recipe.run import RunError
+from keras_spk.utils.files import atomic_write_json
 
-# Sampling rates a speech corpus is recorded at: telephone (8 kHz) to studio (192 kHz).
-MIN_SAMPLE_RATE = 8000
-MAX_SAMPLE_RATE = 192000
-
-# The `seed`, `data` and `train` keys every recipe shares (`recipe_constraints`).
-CONSTRAINTS = {
-    "seed": int_range(min=0, max=2**32 - 1),
-    "data.sample_rate": int_range(min=MIN_SAMPLE_RATE, max=MAX_SAMPLE_RATE),
-    "data.crop_samples": int_range(min=1),
-    "data.batch_size": int_range(min=1),
-    "data.demo_dir": non_empty_string(allow_none=True),
-    # The last stage: at least one epoch (earlier stages may declare int_range(min=0): 0 skips).
-    "train.epochs": int_range(min=1),
-    "train.keep_checkpoints": int_range(min=1, allow_none=True),
-    "train.verbose": choice([0, 1, 2]),
-}
-
-
-def recipe_constraints(default_config, constraints=None):
-    """The constraints of a recipe's config: the shared ones for the keys it has, then its own.
-
-    The library declares once what the keys every recipe shares may be
-    (`CONSTRAINTS` here: `seed`, `data.*`, `train.*`;
-    `keras_spk.recipe.evaluation.CONSTRAINTS`: `evaluation.*`, `export.*`);
-    a recipe adds its own keys and may tighten a shared one (e.g.
-    `data.crop_samples` against its model's shortest input).
-
-    Args:
-        default_config: the recipe's full config (path or mapping), the schema.
-        constraints: the recipe's own `{dotted key: Constraint}`; they win.
-
-    Returns:
-        dict dotted key -> `keras_spk.config.Constraint`.
-    """
-    from keras_spk.recipe import evaluation
-
-    schema = read_yaml(default_config) if isinstance(default_config, (str, os.PathLike)) else default_config
-    shared = {**CONSTRAINTS, **evaluation.CONSTRAINTS}
-    merged = {key: rule for key, rule in shared.items() if has_key(schema, key)}
-    merged.update(constraints or {})
-    return merged
+HOLDOUT_FORMAT = "keras_spk.holdout/1"
 
 
 @dataclasses.dataclass
@@ -58,25 +15,37 @@ class RecipeData:
     """What a run trains and evaluates on.
 
     Attributes:
-        train: `keras_spk.data.UtteranceList` of the training speakers.
+        train: `keras_spk.data.UtteranceList` of the training utterances
+            (without the held-out ones).
         speaker_map: `keras_spk.data.SpeakerMap` (label index <-> speaker).
-        trials: `keras_spk.data.Trials`, paths resolved under `eval_dir`.
-        train_dir, eval_dir, trials_path: where they were read from.
+        trial_lists: ordered dict name -> `keras_spk.data.Trials` (paths
+            resolved under `eval_dir`); empty when the evaluation needs none.
+        train_dirs: the training folders (or manifest files) read.
+        eval_dir: the evaluation audio folder (`None` when there is none).
+        trials_paths: the trial list files, in `trial_lists` order.
+        holdout: `UtteranceList` of the training speakers' held-out
+            utterances (`data.holdout_per_speaker`), or `None`.
     """
 
     train: object
     speaker_map: object
-    trials: object
-    train_dir: str
+    trial_lists: dict
+    train_dirs: list
     eval_dir: str
-    trials_path: str
+    trials_paths: list
+    holdout: object = None
+
+    @property
+    def trials(self):
+        """The first trial list (`None` when there is none)."""
+        return next(iter(self.trial_lists.values()), None)
 
     def labels(self):
         """Label index of every training utterance."""
         return self.train.labels(self.speaker_map)
 
     def steps_per_epoch(self, batch_size):
-        """Full batches per epoch; an error when there is not even one."""
+        """Full batches of `batch_size` random crops per epoch; an error when there is not even one."""
         steps = len(self.train) // batch_size
         if steps == 0:
             raise RunError(
@@ -85,38 +54,157 @@ class RecipeData:
             )
         return steps
 
-    def training_dataset(self, config, start_epoch=0):
-        """Training crops for a trainer that takes `[waveform, labels]` and adds its own losses.
+    def training_dataset(self, data_config, seed, start_epoch=0):
+        """The training batches of the sampler `data_config` names, from `start_epoch` on.
 
-        An endless, resumable stream of epochs from `start_epoch`
-        (`keras_spk.data.training_dataset(..., start_epoch=...)`), with
-        `config["data"]`'s `crop_samples`, `batch_size` and `sample_rate`
-        and `config["seed"]`.
+        `data.sampler` (`random` crops, `pk` batches of P speakers x K
+        utterances, `mixture`s of several speakers; `keras_spk.data.SAMPLERS`)
+        with its settings, `crop_samples`, `batch_size` and `sample_rate`;
+        an endless stream in which epoch `e` depends only on `(seed, e)`, so
+        a resumed stage sees the batches of an uninterrupted one.
 
         Returns:
-            A `tf.data.Dataset` of `((waveforms [batch, crop], labels [batch]),)`.
+            `(dataset, steps_per_epoch)`; the dataset's elements are
+            `((inputs..., labels),)` for a trainer that takes its labels as
+            inputs and adds its own losses.
         """
-        from keras_spk.data import training_dataset
+        from keras_spk.data.samplers import sampler_dataset
+        from keras_spk.data.samplers import sampler_from_config
 
-        data = config["data"]
-        dataset = training_dataset(
-            self.train.paths,
-            self.labels(),
-            data["crop_samples"],
-            data["batch_size"],
-            sample_rate=data["sample_rate"],
-            seed=config["seed"],
-            start_epoch=start_epoch,
+        name, settings = sampler_from_config(data_config)
+        if name == "random":
+            self.steps_per_epoch(data_config["batch_size"])  # the error names data.batch_size
+        try:
+            return sampler_dataset(
+                name,
+                self.train.paths,
+                self.labels(),
+                crop_samples=data_config["crop_samples"],
+                batch_size=data_config["batch_size"],
+                sample_rate=data_config["sample_rate"],
+                seed=seed,
+                start_epoch=start_epoch,
+                **settings,
+            )
+        except ValueError as error:
+            raise RunError(
+                f"data.sampler={name!r} cannot draw batches from {len(self.train)} training "
+                f"utterances of {len(self.speaker_map)} speakers: {error}"
+            ) from None
+
+
+def _check_exists(flag, path, kind):
+    exists = os.path.isdir(path) if kind == "folder" else os.path.isfile(path)
+    if not exists:
+        raise RunError(f"{flag} {path}: no such {kind}. Check the path.")
+
+
+def read_training_data(layout, locations):
+    """The utterances of one or several training folders (or manifests), as one list.
+
+    Args:
+        layout: `data.layout` (`keras_spk.data.READERS`: voxceleb,
+            librispeech, manifest).
+        locations: folders (manifest files for `manifest`).
+
+    Returns:
+        A `keras_spk.data.UtteranceList`; its `root` is the folders' common
+        parent, so relative names stay distinct.
+
+    Raises:
+        RunError: a location given twice, or a file listed by two locations.
+    """
+    from keras_spk import data
+
+    if len(set(locations)) != len(locations):
+        raise RunError(f"--data names a location twice: {locations}. Give each once.")
+    lists = [data.read_dataset(layout, location) for location in locations]
+    if len(lists) == 1:
+        return lists[0]
+    paths = [p for utterances in lists for p in utterances.paths]
+    if len(set(paths)) != len(paths):
+        repeated = sorted({p for p in paths if paths.count(p) > 1})
+        raise RunError(
+            f"{len(repeated)} file(s) are listed by more than one --data location (e.g. "
+            f"{repeated[0]}); give folders that do not overlap."
         )
-        return dataset.map(lambda waveforms, labels: ((waveforms, labels),))
+    roots = [utterances.root or os.path.dirname(location) for utterances, location in zip(lists, locations)]
+    return data.UtteranceList(
+        paths=paths,
+        speakers=[s for utterances in lists for s in utterances.speakers],
+        root=os.path.commonpath([os.path.abspath(r) for r in roots]),
+    )
 
 
-def load_data(run, allow_speaker_overlap=False):
-    """Reads the run's training data and trial list, and checks them.
+def split_holdout(train, per_speaker, seed):
+    """Holds `per_speaker` utterances of every training speaker out of training (seeded).
 
-    Without user data (`run.data == {}`) the demo corpus is used
-    (generated on first use into `config["data"]["demo_dir"]`, or the
-    default demo folder). A speaker present in both the training data and
+    Every speaker keeps at least one training utterance: one with fewer
+    than `per_speaker + 1` is an error naming it.
+
+    Returns:
+        `(train, holdout)` `UtteranceList`s (`holdout` is `None` for 0).
+    """
+    import numpy as np
+
+    from keras_spk.recipe.evaluation import select_per_speaker
+
+    if not per_speaker:
+        return train, None
+    counts = collections.Counter(train.speakers)
+    short = sorted(s for s, n in counts.items() if n <= per_speaker)
+    if short:
+        raise RunError(
+            f"data.holdout_per_speaker={per_speaker} leaves no training utterance to "
+            f"{len(short)} speaker(s) (e.g. {short[0]} has {counts[short[0]]}); lower it, or "
+            "remove speakers with so few utterances."
+        )
+    held = select_per_speaker(train, per_speaker, seed=seed)
+    kept = np.setdiff1d(np.arange(len(train)), held)
+    return train.select(kept), train.select(held)
+
+
+def _save_or_check_holdout(run, holdout, per_speaker, seed):
+    """Writes `<run>/holdout.json`; a resumed run checks it still holds the same utterances."""
+    import json
+
+    path = run.join("holdout.json")
+    names = [] if holdout is None else holdout.relative_paths()
+    content = {"format": HOLDOUT_FORMAT, "per_speaker": per_speaker, "seed": seed, "utterances": names}
+    if run.resumed and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if saved.get("utterances") != names:
+            raise RunError(
+                f"The held-out utterances of this run ({path}) differ from those the data gives "
+                "now: the training data changed since the run started. Restore it, or start a "
+                "new run."
+            )
+        return
+    atomic_write_json(path, content)
+
+
+def _trial_list_names(paths):
+    """A short name per trial list: its file name without extension, unique."""
+    names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise RunError(
+            f"Two trial lists have the same file name ({repeated[0]}); the results name each "
+            "list by its file name: rename one."
+        )
+    return names
+
+
+def load_data(run, allow_speaker_overlap=False, needs_trials=True):
+    """Reads the run's training data, held-out utterances and trial lists, and checks them.
+
+    Without user data (`run.data == {}`) the demo corpus is used (generated
+    on first use into `config["data"]["demo_dir"]`, or the default demo
+    folder). The training folders (`--data`, several allowed) are read in
+    the layout `data.layout`; `data.holdout_per_speaker` utterances of each
+    training speaker are held out of training (seeded, listed in
+    `<run>/holdout.json`). A speaker present in both the training data and
     the trials is an error unless `allow_speaker_overlap` (or the config's
     `data.allow_speaker_overlap`) is set. The speaker map is written to
     `<run>/speakers.json`; a resumed run checks that its training data
@@ -125,6 +213,8 @@ def load_data(run, allow_speaker_overlap=False):
     Args:
         run: the `keras_spk.recipe.Run`.
         allow_speaker_overlap: bool, from `--allow-speaker-overlap`.
+        needs_trials: whether an evaluation protocol of the run reads trial
+            lists (then `--trials` is required with user data).
 
     Returns:
         A `RecipeData`.
@@ -132,116 +222,61 @@ def load_data(run, allow_speaker_overlap=False):
     from keras_spk import data
 
     config = run.config
+    data_config = config["data"]
     if run.data:
-        train_dir, eval_dir, trials_path = run.data["train"], run.data["eval"], run.data["trials"]
-        for flag, path, kind in [
-            ("--data", train_dir, "folder"),
-            ("--eval-data", eval_dir, "folder"),
-            ("--trials", trials_path, "file"),
-        ]:
-            exists = os.path.isdir(path) if kind == "folder" else os.path.isfile(path)
-            if not exists:
-                raise RunError(f"{flag} {path}: no such {kind}. Check the path.")
+        train_dirs = run.data["train"]
+        train_dirs = [train_dirs] if isinstance(train_dirs, str) else list(train_dirs)
+        eval_dir = run.data["eval"]
+        trials_paths = run.data.get("trials") or []
+        trials_paths = [trials_paths] if isinstance(trials_paths, str) else list(trials_paths)
+        kind = "file" if data_config.get("layout") == "manifest" else "folder"
+        for path in train_dirs:
+            _check_exists("--data", path, kind)
+        _check_exists("--eval-data", eval_dir, "folder")
+        for path in trials_paths:
+            _check_exists("--trials", path, "file")
+        if needs_trials and not trials_paths:
+            raise RunError(
+                "The evaluation protocols of this config score trial lists "
+                f"(evaluation.protocols={config['evaluation'].get('protocols')}): give --trials FILE "
+                "[FILE ...]."
+            )
     else:
-        root = data.ensure_demo_corpus(config["data"]["demo_dir"] or None, seed=config["seed"])
-        train_dir = os.path.join(root, "train")
+        root = data.ensure_demo_corpus(data_config["demo_dir"] or None, seed=config["seed"])
+        train_dirs = [os.path.join(root, "train")]
         eval_dir = os.path.join(root, "test")
-        trials_path = os.path.join(root, "trials.txt")
-    train = data.read_voxceleb(train_dir)
-    trials = data.read_trials(trials_path, eval_dir)
+        trials_paths = [os.path.join(root, "trials.txt")] if needs_trials else []
+    layout = data_config.get("layout", "voxceleb")
+    train = read_training_data(layout, train_dirs)
+    trial_lists = collections.OrderedDict(
+        (name, data.read_trials(path, eval_dir))
+        for name, path in zip(_trial_list_names(trials_paths), trials_paths)
+    )
+    eval_speakers = set()
+    for trials in trial_lists.values():
+        eval_speakers |= set(trials.speakers().values())
     data.check_speaker_overlap(
         train.speaker_ids,
-        set(trials.speakers().values()),
-        allow_overlap=allow_speaker_overlap or config["data"]["allow_speaker_overlap"],
+        eval_speakers,
+        allow_overlap=allow_speaker_overlap or data_config["allow_speaker_overlap"],
     )
+    per_speaker = data_config.get("holdout_per_speaker") or 0
+    train, holdout = split_holdout(train, per_speaker, config["seed"])
+    _save_or_check_holdout(run, holdout, per_speaker, config["seed"])
     speaker_map = train.speaker_map()
     saved = run.join("speakers.json")
     if run.resumed and os.path.exists(saved):
         if data.SpeakerMap.load(saved) != speaker_map:
             raise RunError(
-                f"The training speakers in {train_dir} no longer match {saved}: the data changed "
-                "since the run started. Restore the data, or start a new run."
+                f"The training speakers in {', '.join(train_dirs)} no longer match {saved}: the "
+                "data changed since the run started. Restore the data, or start a new run."
             )
     else:
         speaker_map.save(saved)
-    print(
-        f"train: {len(train)} utterances of {len(speaker_map)} speakers from {train_dir}\n"
-        f"eval:  {len(trials)} trials over {len(trials.utterances)} utterances from {eval_dir}"
-    )
-    return RecipeData(train, speaker_map, trials, train_dir, eval_dir, trials_path)
-
-
-def check_data(config, data):
-    """Checks the config against the data it will run on, before any training.
-
-    `data.batch_size` must fill at least one batch per epoch, and an
-    `evaluation.lda_dim` used by `lda` / `lda_plda` must be below the
-    number of training speakers (LDA has at most speakers - 1 directions).
-
-    Raises:
-        RunError: naming the key and the fix.
-    """
-    data.steps_per_epoch(config["data"]["batch_size"])
-    evaluation = config.get("evaluation", {})
-    lda_dim = evaluation.get("lda_dim")
-    uses_lda = [b for b in evaluation.get("backends", []) if b in ("lda", "lda_plda")]
-    if lda_dim is not None and uses_lda and lda_dim > len(data.speaker_map) - 1:
-        raise RunError(
-            f"evaluation.lda_dim={lda_dim} is more than LDA can give with {len(data.speaker_map)} "
-            f"training speakers (at most {len(data.speaker_map) - 1}), for {', '.join(uses_lda)}; "
-            f"lower it, e.g. --evaluation.lda_dim={max(1, len(data.speaker_map) - 1)}."
-        )
-
-
-def start_run(name, argv, default_config, demo_config, description, constraints=None):
-    """Everything a recipe's `main` does before building its models.
-
-    Parses the command line, checks every config value against its
-    constraint (`recipe_constraints`: the shared keys' and the recipe's
-    own) and opens (or resumes) the run folder (`open_run`), seeds Python,
-    NumPy and the backend with `config["seed"]`, reads the data
-    (`load_data`) and checks the config against it (`check_data`). A bad
-    value is reported before the run folder is made; a run that stops
-    before its first checkpoint does not hold its folder (a later command
-    may use it with other arguments, see `open_run`'s `provisional`).
-
-    Args:
-        name: the recipe's name (`runs/<name>-<timestamp>`).
-        argv: command-line arguments.
-        default_config, demo_config: the recipe's full and demo configs.
-        description: the `--help` text.
-        constraints: the recipe's own `{dotted key: keras_spk.config.Constraint}`.
-
-    Returns:
-        `(run, data)`: the `Run` and its `RecipeData`.
-    """
-    import keras
-
-    from keras_spk.recipe.run import open_run
-    from keras_spk.recipe.run import recipe_parser
-
-    parser = recipe_parser(name, description)
-    run, args = open_run(
-        name,
-        argv,
-        default_config,
-        demo_config,
-        parser,
-        constraints=recipe_constraints(default_config, constraints),
-        provisional=True,
-    )
-    print(f"run folder: {run.path}  (backend: {keras.backend.backend()})")
-    keras.utils.set_random_seed(run.config["seed"])
-    data = load_data(run, allow_speaker_overlap=args.allow_speaker_overlap)
-    check_data(run.config, data)
-    return run, data
-
-
-def stage_options(config, callbacks=()):
-    """`fit_stage` keyword arguments from the config's `train` section and extra callbacks."""
-    train = config["train"]
-    return {
-        "callbacks": list(callbacks),
-        "keep_checkpoints": train["keep_checkpoints"],
-        "verbose": train["verbose"],
-    }
+    where = train_dirs[0] if len(train_dirs) == 1 else f"{len(train_dirs)} folders"
+    print(f"train: {len(train)} utterances of {len(speaker_map)} speakers from {where}")
+    if holdout is not None:
+        print(f"held out: {len(holdout)} utterances ({per_speaker} per training speaker)")
+    for name, trials in trial_lists.items():
+        print(f"eval:  {name}: {len(trials)} trials over {len(trials.utterances)} utterances from {eval_dir}")
+    return RecipeData(train, speaker_map, trial_lists, train_dirs, eval_dir, trials_paths, holdout)

@@ -1,4 +1,4 @@
-"""A recipe's last steps: embeddings, the back-end table, the saved and exported embedder."""
+"""Embeddings, the back-end table, the saved and exported embedder; what the `evaluation` keys may be."""
 
 import os
 
@@ -31,22 +31,35 @@ def select_per_speaker(train, per_speaker, seed=0):
     return np.array(sorted(keep), dtype=np.int64)
 
 
+def _union(trial_lists):
+    """`(names, paths)` of every utterance of the trial lists, each once, sorted by name."""
+    files = {}
+    for trials in trial_lists:
+        files.update(trials.files)
+    names = sorted(set().union(*(trials.utterances for trials in trial_lists))) if trial_lists else []
+    return names, [files[name] for name in names]
+
+
 def extract_embeddings(
-    run, embedder, train, trials, sample_rate, train_per_speaker=None, seed=0, min_samples=1
+    run, embedder, train, trials, sample_rate, train_per_speaker=None, seed=0, min_samples=1,
+    folder="embeddings",
 ):
     """Embeds the back-end training utterances and every trial utterance, once.
 
-    Writes `<run>/embeddings/train.npz` (names relative to the training
-    folder, with speakers) and `<run>/embeddings/trials.npz` (names as in
-    the trial list), the format of `keras_spk.scoring.save_embeddings`
-    that `tools/score.py` reads. A resumed run whose embedding stage
+    Writes `<run>/<folder>/train.npz` (names relative to the training
+    folder, with speakers) and `<run>/<folder>/trials.npz` (names as in the
+    trial lists), the format of `keras_spk.scoring.save_embeddings` that
+    `tools/score.py` reads. With several trial lists the union of their
+    utterances is embedded once. A resumed run whose embedding step
     finished reads them back instead.
 
     Args:
         run: the `Run`.
-        embedder: waveforms `[1, samples]` -> embeddings `[1, dim]`.
+        embedder: waveforms `[1, samples]` -> embeddings `[1, dim]` (or
+            `[1, K, dim]` for a model that gives several identities).
         train: `keras_spk.data.UtteranceList` of the training data.
-        trials: `keras_spk.data.Trials` of the evaluation.
+        trials: `keras_spk.data.Trials`, or a list of them (their names
+            must resolve under the same folder).
         sample_rate: int.
         train_per_speaker: embed at most this many utterances per training
             speaker for the back-ends (`None`: all; `0`: none, when only
@@ -54,42 +67,62 @@ def extract_embeddings(
         seed: int, which utterances when subsampling.
         min_samples: int, the shortest utterance the embedder accepts; a
             shorter file is an error naming it.
+        folder: the folder of the run they go to (and its step's name).
 
     Returns:
-        `(train_names, train_X, train_speakers, trial_names, trial_X)`.
+        `(train_names, train_X, train_speakers, trial_names, trial_X)`;
+        `trial_names` are sorted, and each list's `trial_indices` map into them.
     """
     from keras_spk.inference import embed_files
     from keras_spk.scoring import load_embeddings
     from keras_spk.scoring import save_embeddings
 
-    train_path = run.join("embeddings", "train.npz")
-    trials_path = run.join("embeddings", "trials.npz")
-    if run.stage_done("embeddings"):
+    trial_lists = list(trials) if isinstance(trials, (list, tuple)) else [trials]
+    train_path = run.join(folder, "train.npz")
+    trials_path = run.join(folder, "trials.npz")
+    if run.stage_done(folder):
         names, X, speakers = [], None, []
         if os.path.exists(train_path):
             names, X, speakers = load_embeddings(train_path, with_speakers=True)
         trial_names, trial_X = load_embeddings(trials_path)
         return list(names), X, list(speakers), list(trial_names), trial_X
-    run.makedirs("embeddings")
+    run.makedirs(folder)
     subset = train.select(select_per_speaker(train, train_per_speaker, seed))
     names, speakers, X = subset.relative_paths(), list(subset.speakers), None
     if len(subset):
         print(f"Embedding {len(subset)} training utterances (back-end training data)...")
         X = embed_files(embedder, subset.paths, sample_rate=sample_rate, min_samples=min_samples)
         save_embeddings(train_path, names, X, speakers)
-    print(f"Embedding {len(trials.utterances)} evaluation utterances...")
-    trial_X = embed_files(embedder, trials.paths, sample_rate=sample_rate, min_samples=min_samples)
-    trial_names = list(trials.utterances)
+    trial_names, trial_paths = _union(trial_lists)
+    print(f"Embedding {len(trial_names)} evaluation utterances...")
+    trial_X = embed_files(embedder, trial_paths, sample_rate=sample_rate, min_samples=min_samples)
     save_embeddings(trials_path, trial_names, trial_X)
-    run.mark_stage_done("embeddings")
+    run.mark_stage_done(folder)
     return names, X, speakers, trial_names, trial_X
 
 
-def backend_table(run, embeddings, trials, backends, settings=None, seed=0, verbose=0):
-    """Fits and scores every back-end; prints and saves the table and DET plot.
+def trial_indices(trials, trial_names):
+    """`(enroll_index, test_index)` of each trial of `trials` into the rows of `trial_names`."""
+    position = {name: i for i, name in enumerate(trial_names)}
+    missing = sorted(set(trials.utterances) - set(position))
+    if missing:
+        raise ValueError(
+            f"{len(missing)} trial utterance(s) have no embedding (e.g. {missing[0]}); embed the "
+            "trial lists again."
+        )
+    enroll = np.array([position[n] for n in trials.enroll], dtype=np.int64)
+    test = np.array([position[n] for n in trials.test], dtype=np.int64)
+    return enroll, test
+
+
+def backend_table(
+    run, embeddings, trials, backends, settings=None, seed=0, verbose=0, directory=None,
+    fitted=None, quiet=False,
+):
+    """Fits (or reuses) and scores every back-end on one trial list; saves the table and DET plot.
 
     Args:
-        run: the `Run`; results go to `<run>/results/`.
+        run: the `Run`; results go to `<run>/results/` (or `directory`).
         embeddings: the tuple returned by `extract_embeddings`.
         trials: `keras_spk.data.Trials`.
         backends: back-end names (`keras_spk.scoring.BACKENDS`), in table order.
@@ -97,42 +130,68 @@ def backend_table(run, embeddings, trials, backends, settings=None, seed=0, verb
             `keras_spk.scoring.evaluate_backends`).
         seed: int.
         verbose: int, training output of the DNN back-ends.
+        directory: where the table goes (default `<run>/results/`).
+        fitted: optional dict name -> back-end fitted already (on another
+            trial list of the run): scored, not fitted again.
+        quiet: do not print the table.
 
     The fitted back-ends are saved beside the table as
-    `results/backend_<name>.npz` (`keras_spk.scoring.load_backend`), to
-    score other trials with `tools/score.py` or in Python.
+    `backend_<name>.npz` (`keras_spk.scoring.load_backend`), to score
+    other trials with `tools/score.py` or in Python.
 
     Returns:
-        The table's rows (list of dicts).
+        `(rows, fitted)`: the table's rows (list of dicts) and the fitted
+        back-ends (dict name -> back-end).
     """
+    from keras_spk import metrics
     from keras_spk.scoring import evaluate_backends
     from keras_spk.scoring import format_table
+    from keras_spk.scoring.backends import resolve_settings
     from keras_spk.scoring import save_backend
+    from keras_spk.scoring import score_trials
+    from keras_spk.scoring.backends import system_label
     from keras_spk.scoring import write_results
 
     _, X, speakers, trial_names, trial_X = embeddings
-    enroll, test = trials.indices()
-    result = evaluate_backends(
-        backends,
-        X,
-        np.asarray(speakers) if X is not None else None,
-        trial_X,
-        enroll,
-        test,
-        np.asarray(trials.labels),
-        settings=settings,
-        seed=seed,
-        verbose=verbose,
-    )
-    results = run.makedirs("results")
+    enroll, test = trial_indices(trials, trial_names)
+    labels = np.asarray(trials.labels)
+    if fitted is None:
+        result = evaluate_backends(
+            backends,
+            X,
+            np.asarray(speakers) if X is not None else None,
+            trial_X,
+            enroll,
+            test,
+            labels,
+            settings=settings,
+            seed=seed,
+            verbose=verbose,
+        )
+        rows, scores, fitted = result.rows, result.scores, result.backends
+    else:
+        rows, scores = [], {}
+        resolved = resolve_settings(settings)
+        for name in backends:
+            scores[name] = score_trials(name, fitted[name], trial_X, enroll, test)
+            rows.append(
+                {
+                    "backend": name,
+                    "system": system_label(name, resolved),
+                    **metrics.verification_metrics(scores[name], labels, p_targets=(0.01, 0.05)),
+                    "n_trials": int(labels.shape[0]),
+                }
+            )
+    results = directory or run.makedirs("results")
     import keras
 
     metadata = {"keras_backend": keras.backend.backend(), "run": os.path.abspath(run.path)}
-    write_results(result.rows, result.scores, np.asarray(trials.labels), results, metadata=metadata)
-    for name, backend in result.backends.items():
+    write_results(rows, scores, labels, results, metadata=metadata)
+    for name, backend in fitted.items():
         save_backend(backend, os.path.join(results, f"backend_{name}.npz"))
-    print("\n" + format_table(result.rows))
-    return result.rows
+    if not quiet:
+        print("\n" + format_table(rows))
+    return rows, fitted
 
 
 def save_embedder(run, embedder, filename="embedder.keras"):
@@ -175,6 +234,9 @@ def export_embedder(run, embedder, version=1):
 # `evaluation` config keys read here; every other key is a back-end setting
 # (`keras_spk.scoring.evaluate_backends`).
 EVALUATION_KEYS = (
+    "protocols",
+    "reference",
+    "reference_mel_bins",
     "backends",
     "train_utterances_per_speaker",
     "verbose",
@@ -186,73 +248,6 @@ EVALUATION_KEYS = (
 def backend_settings(evaluation):
     """The back-end settings of an `evaluation` config section (the keys not in `EVALUATION_KEYS`)."""
     return {k: v for k, v in evaluation.items() if k not in EVALUATION_KEYS}
-
-
-def evaluate_and_export(run, embedder, data, min_samples=1):
-    """A recipe's last steps, after training: embeddings, tables, export; then the run is finished.
-
-    Reads the run config's sections:
-    - `evaluation`: `backends` (table order), `train_utterances_per_speaker`
-      (`null`: all; `0`: none, for back-ends that learn nothing), `verbose`,
-      optionally `enroll_durations` and `test_durations` (the
-      duration-limited table, `keras_spk.recipe.durations`; omitted or
-      empty: not run), and the back-end settings;
-    - `export`: `enabled`, `version`;
-    - `data.sample_rate`, `seed`.
-
-    Args:
-        run: the `Run`.
-        embedder: the trained embedder (waveforms -> embeddings).
-        data: the run's `RecipeData`.
-        min_samples: int, the shortest utterance the embedder accepts.
-
-    Returns:
-        The back-end table's rows.
-    """
-    config = run.config
-    evaluation = config["evaluation"]
-    sample_rate = config["data"]["sample_rate"]
-    per_speaker = evaluation["train_utterances_per_speaker"]
-    embeddings = extract_embeddings(
-        run,
-        embedder,
-        data.train,
-        data.trials,
-        sample_rate,
-        train_per_speaker=per_speaker,
-        seed=config["seed"],
-        min_samples=min_samples,
-    )
-    rows = backend_table(
-        run,
-        embeddings,
-        data.trials,
-        evaluation["backends"],
-        settings=backend_settings(evaluation),
-        seed=config["seed"],
-        verbose=evaluation["verbose"],
-    )
-    if evaluation.get("test_durations"):
-        from keras_spk.evaluation import durations
-
-        duration_rows = durations.evaluate_durations(
-            embedder,
-            data.trials,
-            enroll_durations=evaluation.get("enroll_durations") or (None,),
-            test_durations=evaluation["test_durations"],
-            sample_rate=sample_rate,
-            min_samples=min_samples,
-            progress=True,
-        )
-        durations.write_duration_results(duration_rows, run.makedirs("results"))
-        print("\n" + durations.format_duration_table(duration_rows))
-    if config["export"]["enabled"]:
-        keras_path, saved_model = export_embedder(run, embedder, config["export"]["version"])
-        print(f"embedder: {keras_path}\nSavedModel for TF Serving: {saved_model}")
-    else:
-        save_embedder(run, embedder)
-    run.mark_finished()
-    return rows
 
 
 # === What the `evaluation` and `export` keys may be ===
@@ -356,6 +351,7 @@ CONSTRAINTS = {
         _per_speaker_test, "null (every utterance) or an int >= 0"
     ),
     "evaluation.verbose": choice([0, 1, 2]),
+    "evaluation.reference": choice([True, False]),
     "evaluation.enroll_durations": duration_list(),
     "evaluation.test_durations": duration_list(),
     "evaluation.lda_dim": int_range(min=1, max=_embedding_dim, allow_none=True),

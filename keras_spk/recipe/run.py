@@ -74,10 +74,21 @@ def recipe_parser(name, description, epilog=None):
         help="YAML config (default: the recipe's demo config without --data, its full config with --data)",
     )
     parser.add_argument(
-        "--data", help="training corpus, VoxCeleb layout <speaker>/<video>/<utt> (WAV, FLAC, Ogg or MP3)"
+        "--data",
+        nargs="+",
+        metavar="DIR",
+        help="training corpus folder(s) in the layout of data.layout (voxceleb: "
+        "<speaker>/<video>/<utt>; librispeech: <speaker>/<chapter>/<utt>; manifest: a list file), "
+        "WAV, FLAC, Ogg or MP3",
     )
     parser.add_argument("--eval-data", help="evaluation audio folder; trial paths are relative to it")
-    parser.add_argument("--trials", help="trial list (VoxCeleb 'label enrol test' or Kaldi format)")
+    parser.add_argument(
+        "--trials",
+        nargs="+",
+        metavar="FILE",
+        help="trial list(s) (VoxCeleb 'label enrol test' or Kaldi format), each scored in its own "
+        "column group; optional when no evaluation protocol needs one",
+    )
     parser.add_argument("--output", help=f"run folder (default {RUNS_ROOT}/{name}-<timestamp>)")
     parser.add_argument(
         "--resume",
@@ -135,6 +146,19 @@ class Run:
         os.makedirs(path, exist_ok=True)
         return path
 
+    def system(self, name, config):
+        """The run of one system (a row of a paper's table) in `<run>/<name>/`.
+
+        It has the layout of a run folder of its own (config, state,
+        checkpoints, logs, embeddings, results, export), so each system
+        trains, resumes and finishes on its own; the data locations are the
+        parent run's. Its `config.yaml` records the system's resolved config.
+        """
+        path = self.makedirs(name)
+        resumed = os.path.exists(os.path.join(path, "state.json"))
+        save_config(config, os.path.join(path, "config.yaml"))
+        return Run(f"{self.name}/{name}", path, config, self.data, resumed=resumed, info=self.info)
+
     # --- stages ---
 
     def _state(self):
@@ -167,20 +191,26 @@ def _read_json(path, default=None):
 
 
 def _data_args(args):
-    """The data locations the user gave: {} for the demo corpus."""
+    """The data locations the user gave: {} for the demo corpus.
+
+    `{"train": [DIR, ...], "eval": DIR, "trials": [FILE, ...]}`; `trials` may
+    be empty (whether a protocol needs a trial list is checked with the
+    config, by `keras_spk.recipe.load_data`).
+    """
     given = {k: getattr(args, k) for k in ("data", "eval_data", "trials")}
     if not any(given.values()):
         return {}
-    missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if not v]
+    missing = [f"--{k.replace('_', '-')}" for k in ("data", "eval_data") if not given[k]]
     if missing:
         raise RunError(
-            f"--data, --eval-data and --trials go together; missing {', '.join(missing)}. "
-            "Give all three for your own data, or none for the demo corpus."
+            f"--data and --eval-data go together (with --trials where the evaluation needs trial "
+            f"lists); missing {', '.join(missing)}. Give them for your own data, or no data "
+            "argument for the demo corpus."
         )
     return {
-        "train": os.path.abspath(args.data),
+        "train": [os.path.abspath(path) for path in args.data],
         "eval": os.path.abspath(args.eval_data),
-        "trials": os.path.abspath(args.trials),
+        "trials": [os.path.abspath(path) for path in args.trials or []],
     }
 
 
@@ -263,7 +293,9 @@ def has_trained(path):
     """Whether the run folder `path` holds training progress: a checkpoint, or a finished run."""
     from keras_spk.recipe.training import list_checkpoints
 
-    if any(list_checkpoints(stage) for stage in glob.glob(os.path.join(path, "checkpoints", "*"))):
+    stages = glob.glob(os.path.join(path, "checkpoints", "*"))
+    stages += glob.glob(os.path.join(path, "*", "checkpoints", "*"))  # the systems of a run
+    if any(list_checkpoints(stage) for stage in stages):
         return True
     return bool(_read_json(os.path.join(path, "state.json"), {}).get("finished"))
 

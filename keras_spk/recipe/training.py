@@ -337,6 +337,7 @@ def fit_stage(
     callbacks=(),
     keep_checkpoints=None,
     verbose="auto",
+    optimizer=None,
 ):
     """Trains `model` for one stage of a recipe, resuming where it stopped.
 
@@ -371,16 +372,39 @@ def fit_stage(
         run: the `keras_spk.recipe.Run`.
         stage: the stage's name, a folder name (e.g. `"pretrain"`).
         model: a compiled `keras.Model`.
-        make_dataset: callable `start_epoch -> dataset`.
+        make_dataset: callable `start_epoch -> dataset`, or `start_epoch ->
+            (dataset, steps_per_epoch)` when `steps_per_epoch` is `None`
+            (as `RecipeData.training_dataset` returns).
         epochs: int, the stage's total epochs.
-        steps_per_epoch: int, batches per epoch.
+        steps_per_epoch: int, batches per epoch, or `None` (from `make_dataset`).
         callbacks: extra Keras callbacks.
         keep_checkpoints: keep only the newest N checkpoints (None: all).
         verbose: `model.fit` verbosity.
+        optimizer: `None` (`model` is compiled already), or the stage's
+            `(optimizer, schedule)` config sections: `model` is compiled
+            with `keras_spk.recipe.optimizers.build_optimizer(...)` and
+            `loss=None` (the model adds its own losses).
 
     Returns:
         The `History` of this call, or `None` when the stage was already done.
     """
+    if steps_per_epoch is None:
+        first, steps_per_epoch = make_dataset(0)
+        make_both = make_dataset
+
+        def make_dataset(start_epoch):  # noqa: F811 - the dataset alone; epoch 0's is built already
+            return first if start_epoch == 0 else make_both(start_epoch)[0]
+
+    if optimizer is not None:
+        from keras_spk.recipe.optimizers import build_optimizer
+
+        optimizer_section, schedule_section = optimizer
+        model.compile(
+            optimizer=build_optimizer(
+                optimizer_section, schedule_section, steps_per_epoch=steps_per_epoch, epochs=epochs
+            ),
+            loss=None,
+        )
     directory = run.join("checkpoints", stage)
     if run.stage_done(stage):
         epoch = restore_checkpoint(model, directory)
@@ -410,3 +434,4 @@ def fit_stage(
             )
     run.mark_stage_done(stage)
     return history
+

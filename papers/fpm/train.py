@@ -20,7 +20,6 @@ Everything goes into one run folder (see `keras_spk.recipe.run`).
 
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # PyTorch's OpenMP threads otherwise spin while the tf.data threads decode audio on the
@@ -93,11 +92,11 @@ def config_constraints():
         "model.stem_filters": int_range(min=1, allow_none=True),
         "optimizer.learning_rate": float_range(min=0, include_min=False),
         "optimizer.momentum": float_range(0, 1, include_max=False),
-        "optimizer.lr_drop_at": list_of(
+        "schedule.drop_at": list_of(
             float_range(0, 1, include_min=False, include_max=False), noun="fractions of the epochs"
         ),
-        "optimizer.lr_drop_factor": float_range(0, 1, include_min=False),
-        "optimizer.warmup_epochs": int_range(min=0),
+        "schedule.drop_factor": float_range(0, 1, include_min=False),
+        "schedule.warmup_epochs": int_range(min=0),
     }
 
 
@@ -117,32 +116,33 @@ def model_settings(config):
     return settings
 
 
-def learning_rate(config, steps_per_epoch):
-    """The step schedule as a `PiecewiseConstantDecay` (or a constant).
+def build_stage(name, context):
+    """The one stage's trainer: the configured system with its head (section 4.2)."""
+    from papers.fpm.model import build_system
 
-    `learning_rate`, times `lr_drop_factor` at each `lr_drop_at` fraction of
-    the epochs; during the first `warmup_epochs` epochs a tenth of it (the
-    constant warm-up of He et al.'s deepest CIFAR ResNets), which keeps a
-    narrow network from diverging in its first steps.
-    """
-    import keras
+    config = context.config
+    trainer, context.shared["embedder"] = build_system(
+        config["model"]["system"], context.num_speakers, **model_settings(config)
+    )
+    return trainer
 
-    opt, epochs = config["optimizer"], config["train"]["epochs"]
-    total = epochs * steps_per_epoch
-    rate = opt["learning_rate"]
-    drops = sorted({int(round(f * epochs)) * steps_per_epoch for f in opt["lr_drop_at"]})
-    points = [(b, rate * opt["lr_drop_factor"] ** (i + 1)) for i, b in enumerate(drops) if 0 < b < total]
-    warmup = opt["warmup_epochs"] * steps_per_epoch
-    if 0 < warmup < total:
-        points = [(warmup, rate)] + [(b, v) for b, v in points if b > warmup]
-        first = rate * 0.1
-    else:
-        first = rate
-    if not points:
-        return rate
-    boundaries = [b for b, _ in points]
-    values = [first] + [v for _, v in points]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+def recipe():
+    """The FPM recipe for `keras_spk.recipe.run_recipe`."""
+    from keras_spk.recipe import Recipe
+
+    from papers.fpm import data
+
+    return Recipe(
+        name="fpm",
+        default_config=DEFAULT_CONFIG,
+        demo_config=DEMO_CONFIG,
+        description=__doc__.split("\n\n")[0],
+        build_stage=build_stage,
+        embedder=lambda context: context.shared["embedder"],
+        constraints=config_constraints,
+        min_samples=data.min_samples,
+    )
 
 
 def main(argv=None, callbacks=()):
@@ -152,48 +152,12 @@ def main(argv=None, callbacks=()):
         argv: command-line arguments (default `sys.argv[1:]`).
         callbacks: extra Keras callbacks for training.
     """
-    started = time.time()
-    from keras_spk import recipe
+    from keras_spk.recipe import run_recipe
 
-    run, data = recipe.start_run(
-        "fpm",
-        sys.argv[1:] if argv is None else argv,
-        DEFAULT_CONFIG,
-        DEMO_CONFIG,
-        __doc__.split("\n\n")[0],
-        constraints=config_constraints(),
-    )
-    import keras
-
-    from papers.fpm import data as fpm_data
-    from papers.fpm.model import build_system
-
-    config = run.config
-    steps = data.steps_per_epoch(config["data"]["batch_size"])
-    trainer, embedder = build_system(config["model"]["system"], len(data.speaker_map), **model_settings(config))
-    trainer.compile(
-        optimizer=keras.optimizers.SGD(learning_rate(config, steps), momentum=config["optimizer"]["momentum"]),
-        loss=None,
-    )
-    recipe.fit_stage(
-        run,
-        "train",
-        trainer,
-        lambda start_epoch: data.training_dataset(config, start_epoch),
-        config["train"]["epochs"],
-        steps_per_epoch=steps,
-        **recipe.stage_options(config, callbacks),
-    )
-    recipe.evaluate_and_export(run, embedder, data, min_samples=fpm_data.min_samples(config))
-    print(f"\nbackend: {keras.backend.backend()}, wall time {time.time() - started:.0f} s\nrun folder: {run.path}")
-    return run
+    return run_recipe(recipe(), argv, callbacks)
 
 
 if __name__ == "__main__":
-    from keras_spk.config import ConfigError
-    from keras_spk.recipe import RunError
+    from keras_spk.recipe import main_guard
 
-    try:
-        main()
-    except (ConfigError, RunError) as error:  # a bad argument: its message says what to do
-        sys.exit(f"error: {error}")
+    main_guard(main)

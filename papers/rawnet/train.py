@@ -19,7 +19,6 @@ Everything goes into one run folder (see `keras_spk.recipe.run`).
 
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -63,9 +62,8 @@ def config_constraints():
         "loss.basis_weight": non_negative,
         "loss.basis_reduction": choice(BASIS_REDUCTIONS),
         "optimizer.learning_rate": float_range(min=0, include_min=False),
-        "optimizer.decay": non_negative,
-        "pretrain.epochs": int_range(min=0),  # 0: no pre-training
-        "pretrain.loss": choice(PRETRAIN_LOSSES),
+        "schedule.decay": non_negative,
+        "stages.pretrain.loss": choice(PRETRAIN_LOSSES),
     }
 
 
@@ -88,44 +86,60 @@ def model_settings(config, recurrent_dropout=None):
     }
 
 
-def cnn_settings(config):
-    """Keyword arguments of `build_rawnet_cnn` (pre-training)."""
+def cnn_settings(config, mode):
+    """Keyword arguments of `build_rawnet_cnn` (pre-training with loss `mode`: same | softmax)."""
     settings = model_settings(config)
     for key in ("gru_units", "recurrent_dropout", "embedding_dim"):
         del settings[key]
-    mode = config["pretrain"]["loss"]
     if mode == "softmax":
         settings.update(center_loss_weight=0.0, basis_weight=0.0)
     elif mode != "same":  # checked at start-up (config_constraints); kept for direct callers
-        raise ValueError(f"pretrain.loss must be 'same' or 'softmax'. Received: {mode!r}")
+        raise ValueError(f"stages.pretrain.loss must be 'same' or 'softmax'. Received: {mode!r}")
     return settings
 
 
-def compile_trainer(trainer, config):
-    """AMSGrad with Keras 2-style inverse-time decay (section 4.2); the model adds its losses."""
-    import keras
+def build_stage(name, context):
+    """The trainer of each stage: the CNN with pooling (pre-training), then RawNet on it (eq. 3)."""
+    from papers.rawnet.model import build_rawnet
+    from papers.rawnet.model import build_rawnet_cnn
+    from papers.rawnet.model import transfer_pretrained
 
-    opt = config["optimizer"]
-    learning_rate = opt["learning_rate"]
-    if opt["decay"] > 0:
-        learning_rate = keras.optimizers.schedules.InverseTimeDecay(
-            learning_rate, decay_steps=1, decay_rate=opt["decay"]
-        )
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(learning_rate, amsgrad=opt["amsgrad"]),
-        loss=None,
-        metrics=None,
-    )
+    config = context.config
+    if name == "pretrain":
+        trainer, _ = build_rawnet_cnn(context.num_speakers, **cnn_settings(config, context.stages[name]["loss"]))
+        return trainer
+    # RawNet from the pre-trained CNN: only the pooling (and its output layer) is dropped.
+    trainer, context.shared["embedder"] = build_rawnet(context.num_speakers, **model_settings(config))
+    if context.trained("pretrain"):
+        transfer_pretrained(context.models["pretrain"], trainer)
     return trainer
 
 
-def inference_embedder(config, num_speakers, embedder):
-    """A copy of `embedder` with `recurrent_dropout=0`: the same outputs, a faster (cuDNN) GRU."""
+def inference_embedder(context):
+    """A copy of the embedder with `recurrent_dropout=0`: the same outputs, a faster (cuDNN) GRU."""
     from papers.rawnet.model import build_rawnet
 
-    _, copy = build_rawnet(num_speakers, **model_settings(config, recurrent_dropout=0.0))
-    copy.set_weights(embedder.get_weights())
+    _, copy = build_rawnet(context.num_speakers, **model_settings(context.config, recurrent_dropout=0.0))
+    copy.set_weights(context.shared["embedder"].get_weights())
     return copy
+
+
+def recipe():
+    """The RawNet recipe for `keras_spk.recipe.run_recipe`."""
+    from keras_spk.recipe import Recipe
+
+    from papers.rawnet import data
+
+    return Recipe(
+        name="rawnet",
+        default_config=DEFAULT_CONFIG,
+        demo_config=DEMO_CONFIG,
+        description=__doc__.split("\n\n")[0],
+        build_stage=build_stage,
+        embedder=inference_embedder,
+        constraints=config_constraints,
+        min_samples=data.MIN_SAMPLES,
+    )
 
 
 def main(argv=None, callbacks=()):
@@ -135,59 +149,12 @@ def main(argv=None, callbacks=()):
         argv: command-line arguments (default `sys.argv[1:]`).
         callbacks: extra Keras callbacks for both training stages.
     """
-    started = time.time()
-    from keras_spk import recipe
+    from keras_spk.recipe import run_recipe
 
-    run, data = recipe.start_run(
-        "rawnet",
-        sys.argv[1:] if argv is None else argv,
-        DEFAULT_CONFIG,
-        DEMO_CONFIG,
-        __doc__.split("\n\n")[0],
-        constraints=config_constraints(),
-    )
-    import keras
-
-    from papers.rawnet import data as rawnet_data
-    from papers.rawnet.model import build_rawnet
-    from papers.rawnet.model import build_rawnet_cnn
-    from papers.rawnet.model import transfer_pretrained
-
-    config = run.config
-    num_speakers = len(data.speaker_map)
-    stage_args = {
-        "steps_per_epoch": data.steps_per_epoch(config["data"]["batch_size"]),
-        **recipe.stage_options(config, callbacks),
-    }
-
-    def make_dataset(start_epoch):
-        return data.training_dataset(config, start_epoch)
-
-    # 1. CNN pre-training (section 2.2).
-    cnn_trainer, _ = build_rawnet_cnn(num_speakers, **cnn_settings(config))
-    compile_trainer(cnn_trainer, config)
-    recipe.fit_stage(run, "pretrain", cnn_trainer, make_dataset, config["pretrain"]["epochs"], **stage_args)
-
-    # 2. RawNet from the pre-trained CNN: only the pooling (and its output layer) is dropped.
-    trainer, embedder = build_rawnet(num_speakers, **model_settings(config))
-    if config["pretrain"]["epochs"] > 0:
-        transfer_pretrained(cnn_trainer, trainer)
-    compile_trainer(trainer, config)
-    recipe.fit_stage(run, "train", trainer, make_dataset, config["train"]["epochs"], **stage_args)
-
-    # 3.-5. Embeddings of whole utterances, the back-end table, export (the SavedModel is
-    # re-built under TensorFlow when trained under another backend).
-    inference = inference_embedder(config, num_speakers, embedder)
-    recipe.evaluate_and_export(run, inference, data, min_samples=rawnet_data.MIN_SAMPLES)
-    print(f"\nbackend: {keras.backend.backend()}, wall time {time.time() - started:.0f} s\nrun folder: {run.path}")
-    return run
+    return run_recipe(recipe(), argv, callbacks)
 
 
 if __name__ == "__main__":
-    from keras_spk.config import ConfigError
-    from keras_spk.recipe import RunError
+    from keras_spk.recipe import main_guard
 
-    try:
-        main()
-    except (ConfigError, RunError) as error:  # a bad argument: its message says what to do
-        sys.exit(f"error: {error}")
+    main_guard(main)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from papers.fpm import train
-from tests.papers._corpus import data_args
-from tests.papers._corpus import make_tiny_corpus
+from tests.helpers.corpus import data_args
+from tests.helpers.corpus import make_tiny_corpus
 
 TINY = [
     "--data.crop_samples=8240",  # 0.5 s: 50 frames

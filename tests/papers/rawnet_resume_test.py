@@ -22,7 +22,7 @@ from keras_spk.recipe import Run
 from keras_spk.recipe import fit_stage
 from papers.rawnet.model import build_rawnet
 from papers.rawnet.train import compile_trainer
-from tests.papers._corpus import make_tiny_corpus
+from tests.helpers.corpus import make_tiny_corpus
 
 EPOCHS = 3
 BATCH = 4

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from papers.rawnet import train
-from tests.papers._corpus import RAWNET_TINY_MODEL
-from tests.papers._corpus import data_args
-from tests.papers._corpus import make_tiny_corpus
+from tests.helpers.corpus import RAWNET_TINY_MODEL
+from tests.helpers.corpus import data_args
+from tests.helpers.corpus import make_tiny_corpus
 
 TINY = RAWNET_TINY_MODEL + [
     "--pretrain.epochs=1",

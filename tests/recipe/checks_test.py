@@ -18,9 +18,9 @@ from keras_spk.recipe import RunError
 from keras_spk.recipe.data import recipe_constraints
 from papers.fpm import train as fpm_train
 from papers.rawnet import train as rawnet_train
-from tests.papers._corpus import RAWNET_TINY_MODEL
-from tests.papers._corpus import data_args
-from tests.papers._corpus import make_tiny_corpus
+from tests.helpers.corpus import RAWNET_TINY_MODEL
+from tests.helpers.corpus import data_args
+from tests.helpers.corpus import make_tiny_corpus
 
 RAWNET_TINY = RAWNET_TINY_MODEL + [
     "--pretrain.epochs=1",
