@@ -12,8 +12,9 @@ for any embedder and trial list:
 * `duration_conditions(enroll_durations, test_durations)` checks and orders
   the (enrolment, test) conditions, e.g. to validate a config before training;
 * `evaluate_durations(embedder, trials)` embeds every trial utterance once per
-  duration it needs, scores every trial by cosine similarity under every
-  condition and returns one result row per condition (EER and minDCF);
+  duration it needs (full-length embeddings already computed can be passed
+  in), scores every trial by cosine similarity under every condition and
+  returns one result row per condition (EER and minDCF);
 * `format_duration_table(rows)` prints them as the paper's tables (rows:
   enrolment condition; columns: test duration), and
   `write_duration_results(rows, directory)` saves them.
@@ -23,15 +24,21 @@ How an utterance is cut (`cut_to_speech`): `keras_spk.layers.EnergyVAD`
 frame) marks the speech samples; the cut is the first
 `round(seconds * sample_rate)` of them, in their original order, with the
 non-speech removed in between: what `EnergyVAD(max_speech_seconds=seconds)`
-returns, computed here in NumPy by the layer's rule (so the cut is the same
-under every backend, in milliseconds per utterance). So a "2 s" condition
-always holds exactly 2 s of detected speech, however many pauses the
-recording has; a contiguous stretch of audio would
+returns. So a "2 s" condition always holds exactly 2 s of detected speech,
+however many pauses the recording has; a contiguous stretch of audio would
 hold less speech the more pauses it spans, and the paper names the amount of
 speech, determined by the VAD, as the duration. An utterance with less
 detected speech than asked for is used whole: the original recording, VAD not
 applied, as the paper uses "the entire utterance". The full-length condition
 (`None`) is always the original recording. Everything is deterministic.
+
+The speech samples are the layer's own decision (`EnergyVAD.speech_mask`,
+the one implementation of the rule), taken one utterance at a time, in
+milliseconds each. Its frame energies are float32, so a frame whose energy
+lies within float32 rounding (about 1e-4 dB) of the threshold may be decided
+differently under the two backends: one frame (25 ms, 40 dB below the
+loudest) more or less of speech, and the rest of the cut shifted by as much.
+None of the demo corpus's 160 test utterances comes that close.
 
 Example (the figures are the paper's "Proposed 1" row of Tables 5 and 6):
 
@@ -53,7 +60,6 @@ import os
 import keras
 import numpy as np
 
-from keras_spk.layers.energy_vad import ENERGY_FLOOR
 from keras_spk.utils import _checks
 from keras_spk.utils.files import check_result_metadata
 from keras_spk.utils.files import write_result_files
@@ -70,7 +76,6 @@ __all__ = [
 FULL = "full"
 _METRIC_TITLES = {"eer": "EER (%)"}
 _CORNER = "enrolment \\ test"
-_FRAME_BLOCK = 4096
 
 
 def duration_label(seconds):
@@ -197,40 +202,6 @@ def _check_waveform(waveform, name):
     return waveform
 
 
-def _speech_samples(waveform, vad):
-    """The speech samples of `waveform` in order, by the rule of `vad` (an `EnergyVAD`).
-
-    NumPy, so the cut is the same under every backend and costs a few
-    milliseconds per utterance; the tests check it against the layer.
-    Frame `t` covers samples `[t * step, t * step + length)` (complete frames
-    only); its energy is the mean square in dB; it is speech if that is above
-    the layer's -100 dB floor and within `threshold_db` of the loudest frame;
-    a sample is speech if a speech frame covers it.
-    """
-    length, step = vad.frame_length, vad.frame_step
-    if waveform.shape[0] < length:
-        return waveform[:0]
-    frames = np.lib.stride_tricks.sliding_window_view(waveform, length)[::step]
-    # In blocks: squaring the overlapping frames copies each sample length/step times.
-    energy = np.concatenate(
-        [
-            np.mean(np.square(frames[i : i + _FRAME_BLOCK], dtype="float64"), axis=1)
-            for i in range(0, frames.shape[0], _FRAME_BLOCK)
-        ]
-    )
-    valid = energy > ENERGY_FLOOR
-    if not valid.any():
-        return waveform[:0]
-    energy_db = 10.0 * np.log10(np.maximum(energy, ENERGY_FLOOR))
-    speech = valid & (energy_db >= energy_db[valid].max() - vad.threshold_db)
-    starts = np.flatnonzero(speech) * step
-    # +1 where a speech frame starts, -1 where it ends: covered samples have a positive sum.
-    edges = np.zeros(waveform.shape[0] + 1, np.int64)
-    np.add.at(edges, starts, 1)
-    np.add.at(edges, starts + length, -1)
-    return waveform[np.cumsum(edges[:-1]) > 0]
-
-
 def _speech_cuts(waveform, samples, vad):
     """`{n: cut}` for every requested speech length `n` (samples; `None`: whole), one VAD pass.
 
@@ -244,7 +215,8 @@ def _speech_cuts(waveform, samples, vad):
             cuts[n], short[n] = waveform, False
             continue
         if speech is None:
-            speech = _speech_samples(waveform, vad)
+            # The layer's own decision, so that there is one implementation of the rule.
+            speech = waveform[keras.ops.convert_to_numpy(vad.speech_mask(waveform[None]))[0]]
         if speech.shape[0] < n:
             cuts[n], short[n] = waveform, True
         else:
@@ -335,6 +307,45 @@ def _trial_waveforms(trials, waveforms, sample_rate):
     yield from zip(names, waveforms)
 
 
+def _given_full_embeddings(full_embeddings, names, rows):
+    """`full_embeddings` as float32 `[utterances, dim]`, checked on `rows` (NaN elsewhere for a dict)."""
+    if isinstance(full_embeddings, dict):
+        absent = [names[r] for r in sorted(rows) if names[r] not in full_embeddings]
+        if absent:
+            raise ValueError(
+                f"`full_embeddings` has no embedding for {len(absent)} trial utterance(s) scored at "
+                "full length: " + ", ".join(map(repr, absent[:10]))
+                + (" ..." if len(absent) > 10 else "")
+                + ". Give one per name in `trials.utterances`."
+            )
+        vectors = {r: np.asarray(full_embeddings[names[r]], "float32") for r in rows}
+        sizes = sorted({v.shape for v in vectors.values()})
+        if any(len(shape) != 1 for shape in sizes) or len(sizes) > 1:
+            raise ValueError(
+                "`full_embeddings` must map each name to one 1-D embedding [dim], all of one size. "
+                f"Received shapes {sizes[:5]}"
+            )
+        dim = sizes[0][0] if sizes else 0
+        table = np.full((len(names), dim), np.nan, "float32")
+        for r, vector in vectors.items():
+            table[r] = vector
+    else:
+        table = np.asarray(full_embeddings, "float32")
+        if table.ndim != 2 or table.shape[0] != len(names):
+            raise ValueError(
+                "`full_embeddings` must be an array [utterances, dim] with one row per trial "
+                f"utterance, in `trials.utterances` order ({len(names)} rows), or a dict name -> "
+                f"embedding. Received shape {table.shape}"
+            )
+    for r in sorted(rows):
+        if not np.isfinite(table[r]).all() or not table[r].any():
+            raise ValueError(
+                f"{names[r]}: its full-length embedding in `full_embeddings` holds NaN or Inf or "
+                "is all zeros, which no cosine score can use."
+            )
+    return table
+
+
 def evaluate_durations(
     embedder,
     trials,
@@ -346,13 +357,16 @@ def evaluate_durations(
     vad=None,
     min_samples=1,
     progress=False,
+    full_embeddings=None,
 ):
     """EER and minDCF of cosine scoring under every (enrolment, test) duration condition.
 
     Each trial utterance is read once, cut with `cut_to_speech` to every
     duration its side of the trial list needs (an utterance used for
     enrolment and for test gets both sets), and each cut is embedded alone
-    with `keras_spk.inference.embed_waveforms`. Every trial is then scored by
+    with `keras_spk.inference.embed_waveforms`; full-length embeddings
+    already computed (e.g. for the back-end table) can be passed as
+    `full_embeddings` instead of being computed again. Every trial is then scored by
     the cosine of its enrolment embedding at the row's duration and its test
     embedding at the column's duration
     (`keras_spk.metrics.cosine_trial_scores`), and the metrics come from
@@ -379,6 +393,13 @@ def evaluate_durations(
             cut is an error naming the utterance (ask for longer durations,
             or drop the utterance).
         progress: bool, show a `keras.utils.Progbar` over the utterances.
+        full_embeddings: optional full-length embeddings of the trial
+            utterances by the same embedder: an array `[utterances, dim]` in
+            `trials.utterances` order (such as the trial embeddings of
+            `keras_spk.recipe.extract_embeddings`), or a dict name ->
+            `[dim]`. The full-length (`None`) conditions then use them and
+            the embedder is called only on the cuts. Defaults to `None`:
+            the whole utterances are embedded here.
 
     Returns:
         A list of result dicts, one per condition in `duration_conditions`
@@ -393,8 +414,10 @@ def evaluate_durations(
     Raises:
         ValueError: bad durations (see `duration_conditions`), an empty
             utterance or a cut shorter than `min_samples` (named), a model
-            output that is not one finite embedding per utterance, or a
-            trial list without both target and non-target trials.
+            output that is not one finite embedding per utterance, a
+            `full_embeddings` that lacks an utterance, is not finite or
+            differs in size from the model's embeddings, or a trial list
+            without both target and non-target trials.
         FileNotFoundError, keras_spk.data.AudioError: unreadable audio
             (named), when reading files.
     """
@@ -431,6 +454,15 @@ def evaluate_durations(
     embed = embedding_function(embedder)  # once: a traced function is reused for every cut
 
     embeddings = {}  # duration -> [utterances, dim], NaN where not needed
+    if full_embeddings is not None:
+        full_rows = set()
+        if None in enroll_durations:
+            full_rows |= enroll_rows
+        if None in test_durations:
+            full_rows |= test_rows
+        if full_rows:
+            embeddings[None] = _given_full_embeddings(full_embeddings, names, full_rows)
+    given_full = None in embeddings  # then the embedder sees only the cuts
     lengths = {d: np.full(len(names), np.nan) for d in samples}
     short = {d: np.zeros(len(names), bool) for d in samples}
     bar = keras.utils.Progbar(len(names), unit_name="utterance") if progress else None
@@ -442,6 +474,11 @@ def evaluate_durations(
         if row in test_rows:
             needed.extend(d for d in test_durations if d not in needed)
         cuts, was_short = _speech_cuts(waveform, [samples[d] for d in needed], vad)
+        for d in needed:
+            lengths[d][row] = cuts[samples[d]].shape[0] / sample_rate
+            short[d][row] = was_short[samples[d]]
+        if given_full:
+            needed = [d for d in needed if d is not None]
         cut_list = [cuts[samples[d]] for d in needed]
         cut_names = [f"{name} ({duration_label(d)})" for d in needed]
         for cut, label in zip(cut_list, cut_names):
@@ -451,8 +488,14 @@ def evaluate_durations(
                     f"{sample_rate} Hz), fewer than the embedder's minimum of {min_samples}. "
                     "Ask for longer durations or remove the utterance from the trial list."
                 )
-        vectors = embed_waveforms(embed, cut_list, names=cut_names)
-        for d, vector, cut in zip(needed, vectors, cut_list):
+        vectors = embed_waveforms(embed, cut_list, names=cut_names) if cut_list else []
+        for d, vector in zip(needed, vectors):
+            if given_full and vector.shape[0] != embeddings[None].shape[1]:
+                raise ValueError(
+                    f"{name}: the model gives embeddings of size {vector.shape[0]}, but "
+                    f"`full_embeddings` are of size {embeddings[None].shape[1]}; pass the "
+                    "full-length embeddings of the same model."
+                )
             if d not in embeddings:
                 embeddings[d] = np.full((len(names), vector.shape[0]), np.nan, "float32")
             elif embeddings[d].shape[1] != vector.shape[0]:
@@ -461,8 +504,6 @@ def evaluate_durations(
                     f"{embeddings[d].shape[1]}; the model must give one embedding size."
                 )
             embeddings[d][row] = vector
-            lengths[d][row] = cut.shape[0] / sample_rate
-            short[d][row] = was_short[samples[d]]
         if bar is not None:
             bar.add(1)
 

@@ -31,6 +31,8 @@ class EnergyVAD(keras.layers.Layer):
     so this is the union of the speech frames' spans). Kept samples are
     returned in their original order with everything else removed, then
     truncated to the first `max_speech_seconds` seconds of speech when given.
+    `speech_mask()` gives the per-sample decision alone, for use outside a
+    model (e.g. `keras_spk.evaluation.cut_to_speech`).
 
     Edge cases, documented because nothing can be raised in graph mode:
 
@@ -146,7 +148,22 @@ class EnergyVAD(keras.layers.Layer):
         loudest = ops.max(masked_db, axis=1, keepdims=True)
         return ops.logical_and(valid, energy_db >= loudest - self.threshold_db)
 
-    def call(self, inputs, lengths=None):
+    def speech_mask(self, inputs, lengths=None):
+        """Which samples are speech, by the layer's rule, without removing any.
+
+        The decision `call()` makes before it drops the non-speech samples
+        (and before any `max_speech_seconds` truncation). Usable outside a
+        model, e.g. on one waveform:
+        `keras.ops.convert_to_numpy(vad.speech_mask(x[None]))[0]`.
+
+        Args:
+            inputs: float tensor `(batch_size, samples)` of waveforms.
+            lengths: optional int tensor `(batch_size,)`, as in `call()`.
+
+        Returns:
+            Boolean tensor `(batch_size, samples)`, `True` where a speech
+            frame covers the sample.
+        """
         x = ops.cast(inputs, "float32")
         if lengths is not None:
             lengths = ops.cast(lengths, "int32")
@@ -161,14 +178,19 @@ class EnergyVAD(keras.layers.Layer):
         # Leading zero column (via pad: slicing count[:, :1] would be empty
         # when there are no frames).
         count = ops.pad(count, [[0, 0], [1, 0]])
-        num_samples = ops.shape(x)[1]
-        i = ops.arange(num_samples, dtype="int32")
+        i = ops.arange(ops.shape(x)[1], dtype="int32")
         hi = ops.minimum(ops.floor_divide(i, self.frame_step) + 1, frame_count)
         lo = ops.minimum(
             ops.maximum(ops.floor_divide(i - self.frame_length, self.frame_step) + 1, 0),
             frame_count,
         )
-        mask = (ops.take(count, hi, axis=1) - ops.take(count, lo, axis=1)) > 0
+        return (ops.take(count, hi, axis=1) - ops.take(count, lo, axis=1)) > 0
+
+    def call(self, inputs, lengths=None):
+        x = ops.cast(inputs, "float32")
+        mask = self.speech_mask(x, lengths)
+        num_samples = ops.shape(x)[1]
+        i = ops.arange(num_samples, dtype="int32")
 
         # Output position of each kept sample; truncation to the first
         # max_speech_samples speech samples is a cut on that position.

@@ -89,20 +89,40 @@ def test_cut_keeps_exactly_the_first_seconds_of_speech():
     assert int(keras.ops.convert_to_numpy(lengths)[0]) == 24000
 
 
-def test_cut_agrees_with_the_energy_vad_layer():
-    rng = np.random.default_rng(1)
-    for case in range(8):
-        n = int(rng.integers(3000, 30000))
-        # Noise whose level jumps every 50 ms across 80 dB, some leading silence.
-        levels = np.repeat(10 ** rng.uniform(-4, 0, n // 800 + 1), 800)[:n]
-        x = (rng.standard_normal(n) * levels * 0.3).astype("float32")
-        x[: n // 4 * (case % 2)] = 0
-        for vad in (EnergyVAD(), EnergyVAD(threshold_db=12.0, frame_length_ms=20, frame_step_ms=5)):
-            speech, lengths = vad(x[None])
-            speech = keras.ops.convert_to_numpy(speech)[0, : int(keras.ops.convert_to_numpy(lengths)[0])]
-            seconds = 0.1  # 1600 samples
-            want = speech[:1600] if speech.shape[0] >= 1600 else x
-            np.testing.assert_array_equal(cut_to_speech(x, seconds, vad=vad), want)
+def test_cut_follows_the_energy_threshold_frame_by_frame():
+    # A loud burst (0.5), a quiet one 37 dB below it and a faint one 50 dB
+    # below, in digital silence. Relative to a full frame of its burst, a
+    # frame overlapping a burst's start by 80 / 240 samples has -7.0 / -2.2 dB,
+    # one overlapping its end by 320 / 160 samples -1.0 / -4.0 dB. So with the
+    # 40-dB threshold: the loud burst [a, b) gives [a - 320, b + 240) as above;
+    # of the quiet one only the frames within 40 dB count, the 240- and
+    # 320-sample ones at -39.2 and -38.0 dB, not the -44.0 and -41.0 dB ones,
+    # giving [a - 160, b + 80); the faint one gives nothing.
+    quiet, faint = 0.5 * 10 ** (-37 / 20), 0.5 * 10 ** (-50 / 20)
+    x = np.concatenate(
+        [
+            np.zeros(1600), tone(8000, 440), np.zeros(3200), tone(4800, 440, quiet),
+            np.zeros(3200), tone(4800, 440, faint), np.zeros(1600),
+        ]
+    ).astype("float32")  # fmt: skip
+    mask = np.zeros(x.shape[0], bool)
+    mask[1280:9840] = mask[12640:17680] = True
+    got = keras.ops.convert_to_numpy(EnergyVAD().speech_mask(x[None]))
+    np.testing.assert_array_equal(got, mask[None])
+    # 8560 + 5040 = 13600 speech samples (0.85 s).
+    np.testing.assert_array_equal(cut_to_speech(x, 0.8), np.concatenate([x[1280:9840], x[12640:16880]]))
+    np.testing.assert_array_equal(cut_to_speech(x, 0.85), x[mask])
+    np.testing.assert_array_equal(cut_to_speech(x, 0.9), x)
+    # At 45 dB the quiet burst's edge frames (-44.0, -41.0 dB) count too:
+    # [a - 320, b + 240) like the loud one; the faint burst (-50 dB) still not.
+    wider = EnergyVAD(threshold_db=45.0)
+    np.testing.assert_array_equal(
+        cut_to_speech(x, 0.85, vad=wider), np.concatenate([x[1280:9840], x[12480:17520]])
+    )
+    # 8560 + 5360 = 13920 speech samples (0.87 s) now.
+    np.testing.assert_array_equal(
+        cut_to_speech(x, 0.87, vad=wider), np.concatenate([x[1280:9840], x[12480:17840]])
+    )
     # Another sample rate: the layer's frames are in milliseconds.
     x8k = np.concatenate([np.zeros(4000), tone(8000, 300), np.zeros(4000)]).astype("float32")
     vad8k = EnergyVAD(sample_rate=8000)
@@ -298,6 +318,48 @@ def test_paper_default_conditions_and_a_callable_embedder():
     by = {(r["enroll"], r["test"]): r for r in rows}
     assert by[("5 s", "5 s")]["eer"] == by[("full", "full")]["eer"]
     assert by[("5 s", "1 s")]["enroll_short"] == 7  # utterances 0..6 enrol
+
+
+def test_full_embeddings_already_computed_are_not_computed_again():
+    from keras_spk.inference import embed_waveforms
+    from keras_spk.inference import embedding_function
+
+    trials, waveforms, _ = synthetic_set()
+    embed = embedding_function(band_embedder())
+    lengths_seen = []
+
+    def counting(x):
+        lengths_seen.append(x.shape[1])
+        return embed(x)
+
+    conditions = ((1, None), (0.5, 1, 2, None))
+    without = evaluate_durations(counting, trials, *conditions, waveforms=waveforms)
+    # Utterances 0..10 enrol, 1..11 are tested (all pairs i < j): utterance 0
+    # needs 1 s and full, the others 0.5, 1, 2 s and full.
+    assert len(lengths_seen) == 1 * 2 + 11 * 4
+    full = embed_waveforms(embed, waveforms)  # in trials.utterances order
+    for given in (full, dict(zip(trials.utterances, full))):
+        lengths_seen.clear()
+        rows = evaluate_durations(counting, trials, *conditions, waveforms=waveforms, full_embeddings=given)
+        assert len(lengths_seen) == 1 + 11 * 3  # the cuts only
+        assert rows == without
+    # Only what the full-length conditions use is needed: utterance 11 is
+    # only ever tested, and here only at 0.5 s.
+    partial = dict(zip(trials.utterances[:11], full[:11]))
+    rows = evaluate_durations(counting, trials, (1, None), (0.5,), waveforms=waveforms, full_embeddings=partial)
+    assert rows == [r for r in without if r["test"] == "0.5 s"]
+
+    def bad(given, match, **kwargs):
+        with pytest.raises(ValueError, match=match):
+            evaluate_durations(counting, trials, *conditions, waveforms=waveforms, full_embeddings=given)
+
+    bad(full[1:], r"one row per trial utterance, in `trials.utterances` order \(12 rows\)")
+    bad(partial, r"no embedding for 1 trial utterance\(s\) scored at full length: 'spk3/utt2.wav'")
+    bad(np.concatenate([full, full], axis=1), r"spk0/utt0.wav: the model gives embeddings of size 2, but "
+        r"`full_embeddings` are of size 4")  # fmt: skip
+    broken = full.copy()
+    broken[5] = np.nan
+    bad(broken, r"spk1/utt2.wav: its full-length embedding in `full_embeddings` holds NaN")
 
 
 def test_files_are_read_when_no_waveforms_are_given(tmp_path):
