@@ -2,7 +2,12 @@
 
 Compares `keras_spk.data.training_dataset` (read, decode, crop, batch,
 prefetch) against a plain per-file Python loop (`wave` + numpy) doing the
-same work, and prints both rates and their ratio.
+same work, and prints both rates and their ratio. Then the samplers of
+`keras_spk.data.samplers` as a resumable training stream (`start_epoch=0`):
+uniform crops, P x K batches (`pk_dataset`, K = 2, the same batch size)
+and two-speaker mixtures (`mixture_dataset`, half the batch size, so the
+same crops per batch): crops/s, mixtures/s and P x K / uniform, each the
+best of `--rounds` interleaved rounds (the machine is shared).
 
 `--flac` measures FLAC decoding instead: seconds of audio decoded per
 second of wall time by `keras_spk.data.load_audio` in a parallel tf.data
@@ -11,7 +16,7 @@ the same map when tensorflow-io is installed (the decoder keras_spk used
 before), and by a plain `soundfile.read` loop; then the training pipeline's
 crops/s on the FLAC files.
 
-    python bench/pipeline.py [--files 512] [--batches 60] [--batch-size 64]
+    python bench/pipeline.py [--files 512] [--batches 60] [--batch-size 64] [--rounds 3]
     python bench/pipeline.py --flac [--files 256]
 """
 
@@ -124,13 +129,42 @@ def pipeline(paths, labels, crop, batch_size, batches, seed=0):
     from keras_spk.data import training_dataset
 
     dataset = training_dataset(paths, labels, crop, batch_size, seed=seed).repeat()
+    return rate(dataset, batches, batch_size)
+
+
+def rate(dataset, batches, rows):
+    """Rows (crops or mixtures) per second over `batches` batches, after a warm-up."""
     iterator = iter(dataset)
     for _ in range(5):  # warm-up: tracing, thread pools, page cache
         next(iterator)
     start = time.perf_counter()
     for _ in range(batches):
         next(iterator)
-    return batches * batch_size / (time.perf_counter() - start)
+    return batches * rows / (time.perf_counter() - start)
+
+
+def sampler_figures(paths, labels, crop, batch_size, batches, rounds, seed=0):
+    """Best-of-`rounds` rows/s of the uniform, P x K and mixture training streams."""
+    from keras_spk.data import mixture_dataset
+    from keras_spk.data import pk_dataset
+    from keras_spk.data import training_dataset
+
+    K = 2
+    P = batch_size // K
+    mixtures = batch_size // 2
+    builders = {
+        "uniform": (lambda: training_dataset(paths, labels, crop, batch_size, seed=seed,
+                                             start_epoch=0), batch_size),
+        "pk": (lambda: pk_dataset(paths, labels, crop, P, K, seed=seed, start_epoch=0), P * K),
+        "mixture": (lambda: mixture_dataset(paths, labels, crop, mixtures, num_speakers=2,
+                                            sir_db=(-5.0, 5.0), seed=seed, start_epoch=0),
+                    mixtures),
+    }
+    best = dict.fromkeys(builders, 0.0)
+    for _ in range(rounds):
+        for name, (build, rows) in builders.items():
+            best[name] = max(best[name], rate(build(), batches, rows))
+    return best, P, K, mixtures
 
 
 def main():
@@ -140,6 +174,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the samplers")
     parser.add_argument("--flac", action="store_true", help="measure FLAC decoding")
     args = parser.parse_args()
 
@@ -156,9 +191,18 @@ def main():
         python_loop(paths, labels, crop, args.batch_size, 2)  # page cache warm-up
         base = python_loop(paths, labels, crop, args.batch_size, args.batches)
         fast = pipeline(paths, labels, crop, args.batch_size, args.batches)
+        best, P, K, mixtures = sampler_figures(
+            paths, labels, crop, args.batch_size, args.batches, args.rounds
+        )
     print(f"files: {args.files} WAV (16-bit, 4-10 s), crop {args.seconds:g} s, batch {args.batch_size}")
     print(f"python loop (wave + numpy): {base:8.0f} crops/s")
     print(f"keras_spk tf.data pipeline: {fast:8.0f} crops/s  ({fast / base:.1f}x the loop)")
+    print(f"samplers, resumable stream (start_epoch=0), best of {args.rounds} rounds:")
+    print(f"  uniform crops             {best['uniform']:8.0f} crops/s")
+    print(f"  P x K ({P} x {K})            {best['pk']:8.0f} crops/s  "
+          f"(P x K / uniform: {best['pk'] / best['uniform']:.2f})")
+    print(f"  mixtures (2 speakers, {mixtures}) {best['mixture']:8.0f} mixtures/s  "
+          f"({2 * best['mixture']:.0f} crops/s, {2 * best['mixture'] / best['uniform']:.2f}x uniform)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ _EXPORTS = {
         "read_voxceleb",
     ),
     "sampler": ("PKSampler",),
+    "mixture": ("MixtureSampler", "mixture_dataset"),
+    "samplers": ("SAMPLERS", "sampler_dataset", "sampler_from_config"),
     "trials": ("Trials", "read_trials", "write_trials"),
     "demo_corpus": ("default_demo_dir", "ensure_demo_corpus", "make_demo_corpus"),
 }

@@ -110,9 +110,20 @@ def crop_batch(contents, paths, seed, crop_samples, sample_rate=16000):
 
 
 def _read_and_crop(
-    dataset, crop_samples, batch_size, sample_rate, seeds, drop_remainder, num_parallel_calls
+    dataset,
+    crop_samples,
+    batch_size,
+    sample_rate,
+    seeds,
+    drop_remainder,
+    num_parallel_calls,
+    transform=None,
 ):
-    """(path, label) elements -> batches of (crops, labels); `seeds`: one int64 [2] per batch."""
+    """(path, label) elements -> batches of (crops, labels); `seeds`: one int64 [2] per batch.
+
+    `transform`, when given, maps `(crops, labels, seed)` to the element
+    instead, inside the same parallel map.
+    """
     dataset = dataset.map(
         lambda path, label: (tf.io.read_file(path), path, label),
         num_parallel_calls=num_parallel_calls,
@@ -120,11 +131,12 @@ def _read_and_crop(
     )
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = tf.data.Dataset.zip((dataset, seeds))
-    dataset = dataset.map(
-        lambda batch, s: (crop_batch(batch[0], batch[1], s, crop_samples, sample_rate), batch[2]),
-        num_parallel_calls=num_parallel_calls,
-        deterministic=True,
-    )
+
+    def crop(batch, seed):
+        crops = crop_batch(batch[0], batch[1], seed, crop_samples, sample_rate)
+        return (crops, batch[2]) if transform is None else transform(crops, batch[2], seed)
+
+    dataset = dataset.map(crop, num_parallel_calls=num_parallel_calls, deterministic=True)
     return dataset.prefetch(AUTOTUNE)
 
 
@@ -139,6 +151,32 @@ _LAST_EPOCH = 2**31 - 1
 
 def _epoch_seed(seed, epoch):
     return tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+
+
+def _check_start_epoch(start_epoch):
+    if start_epoch is not None and (
+        not isinstance(start_epoch, (int, np.integer))
+        or isinstance(start_epoch, bool)
+        or start_epoch < 0
+    ):
+        raise ValueError(
+            f"`start_epoch` must be None or an int >= 0. Received: start_epoch={start_epoch!r}"
+        )
+    return None if start_epoch is None else int(start_epoch)
+
+
+def _batch_seeds(seed, steps, start_epoch):
+    """The crop seed of every batch of an epoch stream: that of batch `j` of epoch `e`
+    depends only on `(seed, e, j)`."""
+
+    def batch_seed(step):
+        epoch, j = step // steps, step % steps
+        return tf.random.stateless_uniform(
+            [2], _epoch_seed(seed, epoch) + tf.stack([tf.constant(0, tf.int64), j + 1]),
+            minval=None, maxval=None, dtype=tf.int64,
+        )
+
+    return tf.data.Dataset.range(start_epoch * steps, _LAST_EPOCH).map(batch_seed)
 
 
 def _epoch_stream(paths, labels, batch_size, seed, shuffle, start_epoch):
@@ -163,22 +201,45 @@ def _epoch_stream(paths, labels, batch_size, seed, shuffle, start_epoch):
         order = tf.range(n, dtype=tf.int64)
         if shuffle:
             order = tf.random.experimental.stateless_shuffle(order, _epoch_seed(seed, epoch))
-        return tf.data.Dataset.from_tensor_slices(order[: steps * batch_size])
-
-    epochs = tf.data.Dataset.range(start_epoch, _LAST_EPOCH)
-    elements = epochs.flat_map(epoch_order).map(
-        lambda i: (tf.gather(paths_t, i), tf.gather(labels_t, i))
-    )
-
-    def batch_seed(step):
-        epoch, j = step // steps, step % steps
-        return tf.random.stateless_uniform(
-            [2], _epoch_seed(seed, epoch) + tf.stack([tf.constant(0, tf.int64), j + 1]),
-            minval=None, maxval=None, dtype=tf.int64,
+        order = order[: steps * batch_size]
+        # One gather per epoch, not one map call per element.
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.gather(paths_t, order), tf.gather(labels_t, order))
         )
 
-    seeds = tf.data.Dataset.range(start_epoch * steps, _LAST_EPOCH).map(batch_seed)
-    return elements, seeds, steps
+    elements = tf.data.Dataset.range(start_epoch, _LAST_EPOCH).flat_map(epoch_order)
+    return elements, _batch_seeds(seed, steps, start_epoch), steps
+
+
+def _sampled_stream(epoch_indices, size, paths, labels, seed, start_epoch):
+    """(path, label) elements drawn by a NumPy epoch sampler, and one crop seed per batch.
+
+    `epoch_indices(epoch)` gives the file indices of a whole epoch (`size`
+    of them), drawn at once when the epoch starts, so a batch costs no
+    Python. With `start_epoch=e`: epochs `e, e + 1, ...` and the crop
+    seeds of `_batch_seeds`, all functions of `(seed, epoch)`. With `None`:
+    one epoch, whose number is drawn afresh on every pass over the dataset.
+    """
+    if start_epoch is None:
+        epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        epochs = epochs.map(lambda s: tf.math.floormod(s, _LAST_EPOCH))
+    else:
+        epochs = tf.data.Dataset.range(start_epoch, _LAST_EPOCH)
+
+    def draw(epoch):
+        return np.asarray(epoch_indices(int(epoch)), np.int64).reshape(-1)
+
+    paths_t = tf.constant(paths)
+    labels_t = tf.constant(labels, tf.int64)
+
+    def epoch_elements(epoch):
+        indices = tf.numpy_function(draw, [epoch], tf.int64, stateful=False)
+        indices = tf.reshape(indices, [size])
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.gather(paths_t, indices), tf.gather(labels_t, indices))
+        )
+
+    return epochs.flat_map(epoch_elements)
 
 
 def training_dataset(
@@ -224,11 +285,8 @@ def training_dataset(
         labels [batch] int64)`.
     """
     paths, labels = _check_lists(paths, labels)
+    start_epoch = _check_start_epoch(start_epoch)
     if start_epoch is not None:
-        if not isinstance(start_epoch, int) or isinstance(start_epoch, bool) or start_epoch < 0:
-            raise ValueError(
-                f"`start_epoch` must be None or an int >= 0. Received: start_epoch={start_epoch!r}"
-            )
         if not drop_remainder:
             raise ValueError(
                 "`start_epoch` streams whole epochs of full batches; it needs drop_remainder=True."
@@ -253,39 +311,61 @@ def pk_dataset(
     sample_rate=16000,
     seed=0,
     num_parallel_calls=AUTOTUNE,
+    start_epoch=None,
+    steps_per_epoch=None,
 ):
     """P speakers x K utterances batches of random crops (see `PKSampler`).
 
-    Each pass over the dataset is one sampler epoch (`len(PKSampler)`
-    batches); successive passes draw successive epochs.
+    An epoch is `len(PKSampler)` batches: `len(paths) // (P*K)` unless
+    `steps_per_epoch` says otherwise. By default each pass over the dataset
+    is one sampler epoch, a different one on every pass. With
+    `start_epoch=e` the dataset is instead an endless stream of epochs
+    `e, e + 1, ...` whose batches and crops depend only on `(seed, epoch)`,
+    like `training_dataset`'s: give it to `model.fit(..., initial_epoch=e,
+    steps_per_epoch=len(PKSampler(...)))`.
+
+    Args:
+        paths: list of audio file paths.
+        labels: int speaker index of each path.
+        crop_samples: crop length in samples.
+        num_speakers: P, distinct speakers per batch.
+        num_utterances: K, utterances per speaker.
+        sample_rate: files at another rate are resampled to it.
+        seed: int; fixes the batches and the crops.
+        num_parallel_calls: decode parallelism.
+        start_epoch: `None` (one epoch per pass), or an int >= 0: the first
+            epoch of an endless, resumable stream.
+        steps_per_epoch: `None` or an int >= 1, batches per epoch.
 
     Returns:
         A `tf.data.Dataset` of `(waveforms [P*K, crop_samples], labels [P*K])`,
         rows grouped speaker by speaker.
     """
+    return _pk_dataset(
+        paths, labels, crop_samples, num_speakers, num_utterances, sample_rate, seed,
+        num_parallel_calls, start_epoch, steps_per_epoch,
+    )[0]
+
+
+def _pk_dataset(
+    paths, labels, crop_samples, num_speakers, num_utterances, sample_rate, seed,
+    num_parallel_calls, start_epoch, steps_per_epoch,
+):
+    """`pk_dataset` and its steps per epoch."""
     paths, labels = _check_lists(paths, labels)
-    sampler = PKSampler(labels, num_speakers, num_utterances, seed=seed)
-
-    def epoch_batches(epoch_seed):
-        # The per-pass seed picks the sampler epoch, so every pass differs but repeats.
-        for batch in sampler.epoch(int(epoch_seed)):
-            yield batch
-
-    pass_seed = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-    indices = pass_seed.flat_map(
-        lambda s: tf.data.Dataset.from_generator(
-            epoch_batches,
-            args=(tf.math.floormod(s, 2**31),),
-            output_signature=tf.TensorSpec([sampler.batch_size], tf.int64),
-        )
-    ).unbatch()
-    path_table = tf.constant(paths)
-    label_table = tf.constant(labels)
-    dataset = indices.map(lambda i: (tf.gather(path_table, i), tf.gather(label_table, i)))
-    return _read_and_crop(
-        dataset, crop_samples, sampler.batch_size, sample_rate, _seeds(seed + 1), True,
-        num_parallel_calls,
+    start_epoch = _check_start_epoch(start_epoch)
+    sampler = PKSampler(
+        labels, num_speakers, num_utterances, seed=seed, steps_per_epoch=steps_per_epoch
     )
+    steps = len(sampler)
+    dataset = _sampled_stream(
+        sampler.epoch_indices, steps * sampler.batch_size, paths, labels, seed, start_epoch
+    )
+    seeds = _seeds(seed + 1) if start_epoch is None else _batch_seeds(seed, steps, start_epoch)
+    dataset = _read_and_crop(
+        dataset, crop_samples, sampler.batch_size, sample_rate, seeds, True, num_parallel_calls
+    )
+    return dataset, steps
 
 
 def evaluation_dataset(paths, sample_rate=16000, batch_size=1, bucket_boundaries=None):

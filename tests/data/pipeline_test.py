@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_spk.data import crop_or_repeat
+from keras_spk.data import PKSampler
 from keras_spk.data import evaluation_dataset
 from keras_spk.data import pk_dataset
 from keras_spk.data import training_dataset
@@ -213,30 +214,83 @@ def test_training_dataset_argument_checks(corpus):
 
 
 # === pk_dataset ===
+def pk_files(waves, batch_labels, labels, P, K):
+    """The file of each row of P x K batches, after checking rows are grouped by speaker."""
+    files = []
+    for w, l in zip(waves, batch_labels):
+        assert w.shape == (P * K, CROP) and w.dtype == np.float32
+        assert l.shape == (P * K,) and l.dtype == np.int64
+        groups = l.reshape(P, K)
+        assert np.all(groups == groups[:, :1])  # grouped speaker by speaker
+        assert len(set(groups[:, 0])) == P  # P distinct speakers
+        rows = [decode_crop(crop)[0] for crop in w]
+        assert [labels[i] for i in rows] == l.tolist()  # each crop is from its speaker's file
+        files.append(rows)
+    return files
+
+
 def test_pk_dataset_batches_group_p_speakers_k_times(corpus):
-    # 6 speakers: files 0..11 -> speaker i // 2 (two utterances each), plus a K larger than 2.
+    # 6 speakers: files 0..11 -> speaker i // 2 (two utterances each), and K = 3 > 2.
     labels = np.arange(12) // 2
     P, K = 2, 3
     dataset = pk_dataset(corpus, labels, crop_samples=CROP, num_speakers=P, num_utterances=K,
                          seed=1)
     epochs = [epoch(dataset) for _ in range(2)]
     for waves, batch_labels in epochs:
-        assert len(waves) == 3  # 6 speakers // P
-        speakers_this_epoch = []
-        for w, l in zip(waves, batch_labels):
-            assert w.shape == (P * K, CROP) and l.shape == (P * K,)
-            groups = l.reshape(P, K)
-            assert np.all(groups == groups[:, :1])  # grouped speaker by speaker
-            assert len(set(groups[:, 0])) == P
-            speakers_this_epoch += groups[:, 0].tolist()
-            for crop, label in zip(w, l):
-                index, _ = decode_crop(crop)
-                assert labels[index] == label  # the crop is from that speaker's file
-        assert sorted(speakers_this_epoch) == list(range(6))  # each speaker once per epoch
+        assert len(waves) == 2  # 12 utterances // (P*K)
+        files = pk_files(waves, batch_labels, labels, P, K)
+        speakers = [labels[f[0]] for batch in files for f in np.reshape(batch, (P, K))]
+        # Both batches come from one pass over the 6 speakers: none twice.
+        assert len(set(speakers)) == 4
     first, second = (np.concatenate(e[0]) for e in epochs)
     assert not np.array_equal(first, second)
     again = np.concatenate(epoch(pk_dataset(corpus, labels, CROP, P, K, seed=1))[0])
     np.testing.assert_array_equal(first, again)
+
+
+def test_pk_dataset_epoch_stream_follows_the_sampler_and_resumes_exactly(corpus):
+    # 6 speakers x 2 utterances, P = 3, K = 2: an epoch is 2 batches covering the
+    # 6 speakers once and, as K = 2 utterances are distinct, every file exactly once.
+    labels = np.arange(12) // 2
+
+    def stream(start, seed=3, **kwargs):
+        return pk_dataset(corpus, labels, CROP, 3, 2, seed=seed, start_epoch=start, **kwargs)
+
+    from_zero = list(stream(0).take(8))  # epochs 0 .. 3
+    sampler = PKSampler(labels, 3, 2, seed=3)
+    crops = []
+    for e in range(4):
+        waves = [from_zero[2 * e + j][0].numpy() for j in range(2)]
+        batch_labels = [from_zero[2 * e + j][1].numpy() for j in range(2)]
+        files = pk_files(waves, batch_labels, labels, 3, 2)
+        assert sorted(f for batch in files for f in batch) == list(range(12))
+        # The batches are the sampler's epoch e, row for row.
+        assert files == [batch.tolist() for batch in sampler.epoch(e)]
+        crops.append({decode_crop(c) for w in waves for c in w})
+    assert len({frozenset(c) for c in crops}) == 4  # offsets change from epoch to epoch
+    resumed = list(stream(2).take(4))
+    for got, want in zip(resumed, from_zero[4:8]):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    other = np.concatenate([w for w, _ in stream(2, seed=4).take(2)])
+    assert not np.array_equal(other, np.concatenate([w for w, _ in from_zero[4:6]]))
+    # A longer epoch passes over the speakers again: 5 batches, still the sampler's.
+    longer = list(stream(1, steps_per_epoch=5).take(5))
+    long_sampler = PKSampler(labels, 3, 2, seed=3, steps_per_epoch=5)
+    files = pk_files([w.numpy() for w, _ in longer], [l.numpy() for _, l in longer], labels, 3, 2)
+    assert files == [batch.tolist() for batch in long_sampler.epoch(1)]
+
+
+def test_pk_dataset_bad_arguments(corpus):
+    labels = np.arange(12) // 2
+    with pytest.raises(ValueError, match="Received: start_epoch=-2"):
+        pk_dataset(corpus, labels, CROP, 2, 2, start_epoch=-2)
+    with pytest.raises(ValueError, match="cannot exceed the 6 speakers"):
+        pk_dataset(corpus, labels, CROP, 7, 1)
+    with pytest.raises(ValueError, match="do not fill one batch of P\\*K = 16"):
+        pk_dataset(corpus, labels, CROP, 4, 4, start_epoch=0)
+    with pytest.raises(ValueError, match="one speaker index per path"):
+        pk_dataset(corpus, labels[:5], CROP, 2, 2)
 
 
 # === evaluation_dataset ===
