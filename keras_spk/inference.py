@@ -9,12 +9,14 @@ the same for waveforms already in memory.
 
 The embedder is a Keras model (called with `training=False`) or any callable
 mapping float32 waveforms `[1, samples]` to embeddings `[1, dim]`, e.g. a
-wrapped SavedModel signature (see `tools/extract.py`).
+wrapped SavedModel signature (see `tools/extract.py`). A multi-identity
+embedder (e.g. one embedding per speaker of a mixture) maps them to
+`[1, K, dim]` instead; the stacked result is then `[n, K, dim]`.
 
 An embedding is never returned silently broken: NaN/Inf or all-zero output
-is an error naming the utterance. An utterance shorter than the model's
-frame (or pooling window) gives no embedding at all, only a value that does
-not depend on the audio; `find_min_samples(model)` finds the shortest
+(of any identity) is an error naming the utterance. An utterance shorter
+than the model's frame (or pooling window) gives no embedding at all, only
+a value that does not depend on the audio; `find_min_samples(model)` finds the shortest
 length the model does embed, and `embed_files(..., min_samples="auto")`
 refuses shorter files. A Keras model whose front-end declares its sample
 rate (e.g. `LogMelFilterbank(sample_rate=...)`, see `model_sample_rate`)
@@ -46,19 +48,22 @@ def embed_waveforms(model_or_callable, waveforms, progress=False, names=None):
 
     Args:
         model_or_callable: a Keras model, or a callable mapping float32
-            `[1, samples]` to `[1, dim]` (numpy or tensor output).
+            `[1, samples]` to `[1, dim]`, or to `[1, K, dim]` for a
+            multi-identity embedder (numpy or tensor output).
         waveforms: iterable of 1-D float arrays `[samples]`.
         progress: bool, show a `keras.utils.Progbar`.
         names: optional name of each waveform, used in error messages
             (default: `"waveform <index>"`).
 
     Returns:
-        float32 numpy array `[len(waveforms), dim]`.
+        float32 numpy array `[len(waveforms), dim]`, or
+        `[len(waveforms), K, dim]` for a multi-identity embedder.
 
     Raises:
         ValueError: a waveform is not 1-D or is empty, or the model returns
-            something other than one finite, not all-zero `[1, dim]` row, or
-            embeddings of different sizes. The message names the waveform.
+            something other than a finite `[1, dim]` or `[1, K, dim]` array
+            with no all-zero embedding, or a shape other than the earlier
+            waveforms'. The message names the waveform (and the identity).
     """
     waveforms = list(waveforms)
     if not waveforms:
@@ -92,8 +97,10 @@ def embed_files(model_or_callable, paths, sample_rate=16000, progress=True, *, m
 
     Args:
         model_or_callable: a Keras model mapping waveforms `[batch, samples]`
-            to embeddings `[batch, dim]` (called with `training=False`), or a
-            callable mapping a float32 numpy array `[1, samples]` to `[1, dim]`.
+            to embeddings `[batch, dim]`, or `[batch, K, dim]` for a
+            multi-identity embedder (called with `training=False`), or a
+            callable mapping a float32 numpy array `[1, samples]` to
+            `[1, dim]` or `[1, K, dim]`.
         paths: audio file paths (WAV, FLAC, Ogg Vorbis, MP3).
         sample_rate: int, the rate the model expects; files at another rate
             are resampled. A Keras model whose front-end declares another
@@ -105,16 +112,19 @@ def embed_files(model_or_callable, paths, sample_rate=16000, progress=True, *, m
 
     Returns:
         float32 numpy array `[len(paths), dim]`, row `i` the embedding of
-        `paths[i]`.
+        `paths[i]`; `[len(paths), K, dim]` for a multi-identity embedder
+        (every file must give the same `K` and `dim`).
 
     Raises:
         FileNotFoundError: files that do not exist (up to ten are named).
         keras_spk.data.AudioError: a file that cannot be decoded (empty,
             truncated, corrupt, NaN/Inf samples) or is shorter than
             `min_samples`; the message names the file.
-        ValueError: the model gives something other than one finite, not
-            all-zero `[1, dim]` row for a file (the message names it), or
-            its front-end's sample rate is not `sample_rate`.
+        ValueError: the model gives something other than a finite
+            `[1, dim]` or `[1, K, dim]` array with no all-zero embedding for
+            a file, or a shape other than the earlier files' (the message
+            names the file and the identity), or its front-end's sample rate
+            is not `sample_rate`.
 
     Example:
 
@@ -234,7 +244,8 @@ def find_min_samples(model_or_callable, max_samples=MAX_PROBE_SAMPLES, seed=0):
     This probes the model on two unrelated signals (noise, a sine plus
     noise) of lengths 1, 2, 4, ... and then bisects: a length is usable
     when both outputs are finite, not all zero, and differ from each other
-    (by more than float rounding: the output depends on the audio). About `2 * log2(min_samples)` calls,
+    (by more than float rounding: the output depends on the audio); for a
+    multi-identity embedder (`[1, K, dim]`), every identity's must. About `2 * log2(min_samples)` calls,
     on inputs shorter than twice the answer.
 
     Args:
@@ -274,13 +285,16 @@ def find_min_samples(model_or_callable, max_samples=MAX_PROBE_SAMPLES, seed=0):
         except Exception as error:  # too short for the model: any backend's error type
             problems[n] = f"raised {type(error).__name__}: {str(error).strip()[:300]}"
             return False
-        if a.shape != b.shape or a.ndim != 2 or a.shape[0] != 1 or a.size == 0:
-            problems[n] = f"gave an output of shape {a.shape} (expected [1, dim])"
-        elif not (np.isfinite(a).all() and np.isfinite(b).all()):
+        if a.shape != b.shape or a.ndim not in (2, 3) or a.shape[0] != 1 or a.size == 0:
+            problems[n] = f"gave an output of shape {a.shape} (expected [1, dim] or [1, K, dim])"
+            return False
+        # One row per identity ([1, dim] is one identity).
+        a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
             problems[n] = "gave NaN or Inf"
-        elif not (a.any() and b.any()):
+        elif not (a.any(axis=1).all() and b.any(axis=1).all()):
             problems[n] = "gave an all-zero embedding"
-        elif not _differ(a, b):
+        elif not all(_differ(x, y) for x, y in zip(a, b)):
             problems[n] = "gave the same embedding for different audio"
         else:
             return True
@@ -294,7 +308,7 @@ def find_min_samples(model_or_callable, max_samples=MAX_PROBE_SAMPLES, seed=0):
                 f"The embedder gives no usable embedding for any input of up to {max_samples} "
                 f"samples: at {max_samples} samples it {problems[max_samples]}. Check the model "
                 "(an untrained or broken model, or one that does not map [1, samples] waveforms "
-                "to [1, dim] embeddings)."
+                "to [1, dim] or [1, K, dim] embeddings)."
             )
         n = min(2 * n, max_samples)
     high = n  # usable
@@ -331,7 +345,7 @@ def embedding_function(model_or_callable):
         return model_or_callable
     raise ValueError(
         "`model_or_callable` must be a Keras model or a callable mapping waveforms [1, samples] "
-        f"to embeddings [1, dim]. Received: model_or_callable={model_or_callable!r}"
+        f"to embeddings [1, dim] or [1, K, dim]. Received: model_or_callable={model_or_callable!r}"
     )
 
 
@@ -370,34 +384,59 @@ def _to_numpy(output):
 
 
 def _check_row(output, name, rows):
-    """The embedding of one utterance as a float32 [dim] row, or an error naming it."""
+    """The embedding(s) of one utterance, float32 `[dim]` or `[K, dim]`, or an error naming it.
+
+    `rows` holds the earlier utterances' results, whose shape this one must
+    have.
+    """
+    expected = "one embedding [1, dim] (or one per identity, [1, K, dim])"
     try:
         row = _to_numpy(output)
     except (TypeError, ValueError) as error:
         raise ValueError(
-            f"{name}: the model output ({type(output).__name__}) is not an array of embeddings "
-            f"[1, dim] ({error})."
+            f"{name}: the model output ({type(output).__name__}) is not an array of {expected} "
+            f"({error})."
         ) from None
-    if row.ndim != 2 or row.shape[0] != 1 or row.dtype.kind not in "fiu":
+    if row.ndim not in (2, 3) or row.shape[0] != 1 or row.size == 0 or row.dtype.kind not in "fiu":
         raise ValueError(
-            f"{name}: the model must map a waveform [1, samples] to one embedding [1, dim]. "
+            f"{name}: the model must map a waveform [1, samples] to {expected}. "
             f"Received an output of shape {row.shape} and dtype {row.dtype}."
         )
     row = row[0].astype("float32")
     if rows and row.shape != rows[0].shape:
+        if row.ndim == rows[0].ndim == 1:
+            raise ValueError(
+                f"{name}: embedding of size {row.shape[0]}, but the earlier ones have size "
+                f"{rows[0].shape[0]}; the model must give one embedding size."
+            )
         raise ValueError(
-            f"{name}: embedding of size {row.shape[0]}, but the earlier ones have size "
-            f"{rows[0].shape[0]}; the model must give one embedding size."
+            f"{name}: embeddings of shape {_describe(row.shape)}, but the earlier ones have shape "
+            f"{_describe(rows[0].shape)}; the model must give the same number of identities and "
+            "embedding size for every utterance."
         )
-    if not np.isfinite(row).all():
+    identities = row.reshape(-1, row.shape[-1])  # [dim] is one identity
+
+    def which(k):
+        return "the embedding" if row.ndim == 1 else f"the embedding of identity {k} (of {len(identities)})"
+
+    bad = np.flatnonzero(~np.isfinite(identities).all(axis=1))
+    if bad.size:
         raise ValueError(
-            f"{name}: the embedding holds NaN or Inf. Check the audio (silence or a very short "
+            f"{name}: {which(bad[0])} holds NaN or Inf. Check the audio (silence or a very short "
             "utterance often causes this) and the model."
         )
-    if not row.any():
+    zero = np.flatnonzero(~identities.any(axis=1))
+    if zero.size:
         raise ValueError(
-            f"{name}: the embedding is all zeros, which no score can use. Check the audio "
+            f"{name}: {which(zero[0])} is all zeros, which no score can use. Check the audio "
             "(silence or an utterance shorter than the model's frame often causes this; "
             "keras_spk.inference.find_min_samples tells the model's minimum) and the model."
         )
     return row
+
+
+def _describe(shape):
+    """`[dim]` or `[K, dim]` in words, for messages."""
+    if len(shape) == 1:
+        return f"[{shape[0]}] (one embedding)"
+    return f"[{shape[0]}, {shape[1]}] ({shape[0]} identities of size {shape[1]})"

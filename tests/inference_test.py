@@ -225,3 +225,122 @@ def test_a_front_end_at_another_sample_rate_is_refused(wavs):
     )
     with pytest.raises(ValueError, match="different sample rates: 8000 Hz in log_mel_filterbank.*16000 Hz"):
         model_sample_rate(mixed)
+
+
+# === Multi-identity embedders: [1, K, dim] per utterance ===
+
+K = 2
+
+
+def build_tiny_multi_embedder(seed=6):
+    """A mixture -> one embedding per speaker model: Conv1D front-end on samples,
+    mean over time, Dense to K * DIM, Reshape to (K, DIM); seeded weights."""
+    waveforms = keras.Input((None,), name="waveforms")
+    x = keras.layers.Reshape((-1, 1))(PreEmphasis(0.97)(waveforms))
+    x = keras.layers.Conv1D(6, 400, strides=160, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    x = keras.layers.Dense(K * DIM)(x)
+    model = keras.Model(waveforms, keras.layers.Reshape((K, DIM))(x))
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0.0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def two_speakers(x):
+    """A hand-checkable multi-identity 'embedder': `moments` of each half of the row, [1, 2, 3]."""
+    if x.shape[1] < 2:
+        raise ValueError(f"two_speakers needs at least 2 samples, got {x.shape[1]}")
+    half = x.shape[1] // 2
+    return np.stack([moments(x[:, :half]), moments(x[:, half:])], axis=1)
+
+
+def test_embed_files_of_a_multi_identity_model_equals_the_model_on_each_file(wavs):
+    _, paths = wavs
+    model = build_tiny_multi_embedder()
+    embeddings = embed_files(model, paths, progress=False)
+    assert embeddings.dtype == np.float32 and embeddings.shape == (len(paths), K, DIM)
+    for row, path in zip(embeddings, paths):
+        expected = keras.ops.convert_to_numpy(model(read_audio(path)[None], training=False))[0]
+        assert expected.shape == (K, DIM)
+        np.testing.assert_allclose(row, expected, atol=1e-5, rtol=0)
+    # The identities differ within a file, and the files differ from each other.
+    assert np.abs(embeddings[:, 0] - embeddings[:, 1]).max(-1).min() > 1e-2
+    gaps = np.abs(embeddings[:, None] - embeddings[None]).max((-2, -1))
+    assert gaps[~np.eye(len(paths), dtype=bool)].min() > 1e-3
+    # The model needs one 400-sample frame, probed through every identity.
+    assert find_min_samples(model) == 400
+
+
+def test_embed_waveforms_of_a_multi_identity_callable():
+    rng = np.random.default_rng(2)
+    waves = [rng.normal(size=n).astype("float32") for n in (6, 9)]
+    out = embed_waveforms(two_speakers, waves)
+    assert out.shape == (2, K, 3)
+    for row, w in zip(out, waves):
+        first, second = w[: len(w) // 2], w[len(w) // 2 :]
+        np.testing.assert_allclose(row[0], [first.mean(), first.max(), len(first)], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(row[1], [second.mean(), second.max(), len(second)], rtol=1e-6, atol=1e-7)
+
+
+def test_multi_identity_errors_name_the_file_and_the_identity(wavs):
+    _, paths = wavs
+    names = ["a.wav", "b.wav"]
+    waves = [np.ones(6), np.ones(8)]
+    # Another number of identities (or size) than the earlier files.
+    def three_for_8(x):
+        out = two_speakers(x)
+        return np.concatenate([out, out[:, :1]], axis=1) if x.shape[1] == 8 else out
+
+    message = (
+        r"b\.wav: embeddings of shape \[3, 3\] \(3 identities of size 3\), "
+        r"but the earlier ones have shape \[2, 3\]"
+    )
+    with pytest.raises(ValueError, match=message):
+        embed_waveforms(three_for_8, waves, names=names)
+    one_then_two = lambda x: moments(x) if x.shape[1] == 6 else two_speakers(x)  # noqa: E731
+    with pytest.raises(ValueError, match=r"b\.wav: embeddings of shape \[2, 3\] .* earlier ones .* \[3\]"):
+        embed_waveforms(one_then_two, waves, names=names)
+    # One identity all zeros, for one file only: the file and the identity are named.
+    silent_second = lambda x: two_speakers(x) * np.array([1, x.shape[1] != 5321])[None, :, None]  # noqa: E731
+    with pytest.raises(ValueError, match=r"utt1\.wav: the embedding of identity 1 \(of 2\) is all zeros"):
+        embed_files(silent_second, paths[:2], progress=False)
+    nan_first = lambda x: two_speakers(x) * np.array([np.nan, 1.0])[None, :, None]  # noqa: E731
+    with pytest.raises(ValueError, match=r"utt0\.wav: the embedding of identity 0 \(of 2\) holds NaN"):
+        embed_files(nan_first, paths[:1], progress=False)
+    # Short files are refused for multi-identity models too.
+    with pytest.raises(AudioError, match=r"utt0\.wav: 4000 samples .* fewer than the minimum of 4001"):
+        embed_files(two_speakers, paths, progress=False, min_samples=4001)
+
+
+@pytest.mark.parametrize(
+    "output, shape",
+    [
+        (lambda x: moments(x)[:, 0], r"\(1,\)"),
+        (lambda x: two_speakers(x)[:, :, None], r"\(1, 2, 1, 3\)"),
+        (lambda x: np.zeros((1, 2, 0)), r"\(1, 2, 0\)"),
+        (lambda x: np.concatenate([two_speakers(x)] * 2), r"\(2, 2, 3\)"),
+    ],
+    ids=["rank1", "rank4", "empty", "two-rows"],
+)
+def test_outputs_of_another_rank_are_errors_naming_the_file(wavs, output, shape):
+    _, paths = wavs
+    expected = (
+        r"utt0\.wav: the model must map a waveform \[1, samples\] to one embedding \[1, dim\] "
+        r"\(or one per identity, \[1, K, dim\]\)\. Received an output of shape "
+    )
+    with pytest.raises(ValueError, match=expected + shape):
+        embed_files(output, paths[:1], progress=False)
+
+
+def test_find_min_samples_needs_every_identity_to_depend_on_the_audio():
+    # The second identity is a constant (its bias alone) below 300 samples.
+    def embed(x):
+        out = two_speakers(x)
+        if x.shape[1] < 300:
+            out[:, 1] = [0.5, -1.0, 2.0]
+        return out
+
+    assert find_min_samples(embed) == 300
+    with pytest.raises(ValueError, match=r"at 8 samples it gave an output of shape \(1, 2, 1, 3\) "
+                                         r"\(expected \[1, dim\] or \[1, K, dim\]\)"):
+        find_min_samples(lambda x: two_speakers(x)[:, :, None], max_samples=8)

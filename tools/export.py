@@ -7,7 +7,9 @@
 The SavedModel (for TF Serving: `--output <model>/<version>`) is always
 written by a TensorFlow subprocess, so weights trained under any backend
 work; ONNX export runs in this process under the PyTorch backend (the tool
-selects it when --onnx is given). Prints each path written.
+selects it when --onnx is given). Prints each path written. A model whose
+embeddings are `[batch, dim]`, or `[batch, K, dim]` for a multi-identity
+model (one embedding per speaker of a mixture), exports either way.
 """
 
 import argparse

@@ -38,7 +38,10 @@ model's sample rate, mixed down to mono):
   folder names), as `tools/score.py --train-embeddings` needs.
 
 The output is written by `keras_spk.scoring.save_embeddings` under a
-temporary name and renamed when complete.
+temporary name and renamed when complete. A multi-identity model (one
+embedding per speaker of a mixture: `[batch, K, dim]` outputs, as a Keras
+model or a SavedModel) gives `[n, K, dim]` embeddings, stored as such; read
+them with `load_embeddings(path, multi_identity=True)`.
 """
 
 import argparse
@@ -58,7 +61,8 @@ def load_embedder(path):
     """(embedder, description) for a `.keras` file, a run folder or a SavedModel folder.
 
     The embedder is a Keras model, or for a SavedModel a function mapping a
-    float32 numpy array `[1, samples]` to embeddings `[1, dim]`.
+    float32 numpy array `[1, samples]` to embeddings `[1, dim]` (or
+    `[1, K, dim]` for a multi-identity model).
     """
     from keras_spk.utils.loading import load_model
 
@@ -365,7 +369,13 @@ def main(argv=None):
     )
     save_embeddings(args.output, names, embeddings, speakers=speakers)
     if not args.quiet:
-        print(f"{len(names)} embeddings of size {embeddings.shape[1]}: {args.output}")
+        if embeddings.ndim == 3:
+            print(
+                f"{len(names)} utterances, {embeddings.shape[1]} embeddings of size "
+                f"{embeddings.shape[2]} each: {args.output}"
+            )
+        else:
+            print(f"{len(names)} embeddings of size {embeddings.shape[1]}: {args.output}")
     return names, embeddings, speakers
 
 

@@ -182,8 +182,9 @@ def export_onnx(
     """Writes `embedder` as an ONNX model with dynamic batch and time axes.
 
     The graph has one input, `waveforms` float32 `[batch, samples]`, and one
-    output, `embeddings` float32 `[batch, dim]`; both `batch` and `samples`
-    are symbolic, so any batch size and any length (of at least one frame of
+    output, `embeddings` float32 `[batch, dim]`, or `[batch, K, dim]` for a
+    multi-identity embedder (one embedding per speaker of a mixture); both
+    `batch` and `samples` are symbolic, so any batch size and any length (of at least one frame of
     the front-end) can be fed. All rows of a batch are embedded on the full
     (common) length; embed padded batches one utterance at a time.
 
@@ -204,7 +205,8 @@ def export_onnx(
 
     Args:
         embedder: Keras model mapping float32 waveforms `[batch, samples]` to
-            embeddings `[batch, dim]`, built under the PyTorch backend.
+            embeddings `[batch, dim]` or `[batch, K, dim]`, built under the
+            PyTorch backend.
         path: the `.onnx` file to write.
         opset: ONNX opset version. Defaults to `18` (the opset PyTorch's
             exporter is implemented with; others are converted to).
@@ -222,7 +224,8 @@ def export_onnx(
         ImportError: if `onnx` / `onnxscript` are not installed.
         FileExistsError: if `path` exists and `overwrite` is `False`.
         ValueError: if the model has recurrent layers other than standard
-            GRUs and `fixed_length` is `False`.
+            GRUs and `fixed_length` is `False`, or its embeddings are
+            neither `[batch, dim]` nor `[batch, K, dim]`.
 
     Example:
 
@@ -274,6 +277,14 @@ def export_onnx(
 
     module = _Embed(embedder).eval()
     example = torch.zeros((2, int(example_samples)), dtype=torch.float32)
+    with torch.no_grad():
+        shape = tuple(module(example).shape)
+    if len(shape) not in (2, 3) or shape[0] != example.shape[0]:
+        raise ValueError(
+            f"{embedder.name!r} must map [batch, samples] waveforms to [batch, dim] embeddings, or "
+            "to [batch, K, dim] (K identities, e.g. the speakers of a mixture). Received: output "
+            f"shape {shape} for a batch of {example.shape[0]} waveforms of {example.shape[1]} samples"
+        )
     time_axis = torch.export.Dim.STATIC if fixed_length else torch.export.Dim.DYNAMIC
     dynamic_shapes = {"waveforms": {0: torch.export.Dim.DYNAMIC, 1: time_axis}}
 

@@ -34,7 +34,9 @@ def export_saved_model(embedder, path, *, lengths_signature=True, overwrite=Fals
 
     - `serving_default`: `waveforms` float32 `[batch, samples]` ->
       `{"embeddings": float32 [batch, dim]}`; every row of the batch has the
-      same length (one utterance per request, or equal-length crops).
+      same length (one utterance per request, or equal-length crops). A
+      multi-identity embedder (one embedding per speaker of a mixture)
+      gives `[batch, K, dim]` instead, here and in `embed_padded`.
     - `embed_padded` (with `lengths_signature`): `waveforms` float32
       `[batch, samples]`, zero-padded on the right, and `lengths` int32
       `[batch]` -> `{"embeddings": [batch, dim]}`, each row embedded on its
@@ -52,8 +54,10 @@ def export_saved_model(embedder, path, *, lengths_signature=True, overwrite=Fals
 
     Args:
         embedder: Keras model mapping float32 waveforms `[batch, samples]`
-            (any `samples`) to embeddings `[batch, dim]`. The front-end
-            (e.g. `PreEmphasis`, `LogMelFilterbank`) is part of the model.
+            (any `samples`) to embeddings `[batch, dim]`, or
+            `[batch, K, dim]` (K identities, e.g. the speakers of a
+            mixture). The front-end (e.g. `PreEmphasis`,
+            `LogMelFilterbank`) is part of the model.
         path: folder to create, e.g. `exports/speaker/1` for TF Serving.
         lengths_signature: bool, also write the `embed_padded` signature.
         overwrite: bool, replace an existing `path`. If `False` (default),
@@ -67,6 +71,8 @@ def export_saved_model(embedder, path, *, lengths_signature=True, overwrite=Fals
         RuntimeError: if the Keras backend is not TensorFlow (re-load the
             weights under TensorFlow, e.g. with `export_from_weights`).
         FileExistsError: if `path` exists and `overwrite` is `False`.
+        ValueError: if the embeddings are neither `[batch, dim]` nor
+            `[batch, K, dim]`.
 
     Example:
 
@@ -92,15 +98,16 @@ def export_saved_model(embedder, path, *, lengths_signature=True, overwrite=Fals
     def serving_default(waveforms):
         return {OUTPUT_KEY: embed(waveforms)}
 
-    # Tracing here also tells the embedding size for the padded signature.
+    # Tracing here also tells the embedding shape for the padded signature.
     traced = serving_default.get_concrete_function()
     embedding_shape = traced.structured_outputs[OUTPUT_KEY].shape
-    if embedding_shape.rank != 2:
+    if embedding_shape.rank not in (2, 3):
         raise ValueError(
-            "The embedder must map [batch, samples] waveforms to [batch, dim] "
-            f"embeddings. Received: output shape {embedding_shape}"
+            "The embedder must map [batch, samples] waveforms to [batch, dim] embeddings, "
+            "or to [batch, K, dim] (K identities, e.g. the speakers of a mixture). "
+            f"Received: output shape {embedding_shape} (rank {embedding_shape.rank})"
         )
-    dim = embedding_shape[1]
+    row_shape = embedding_shape[1:]  # [dim] or [K, dim]
 
     archive = keras.export.ExportArchive()
     archive.track(embedder)
@@ -140,7 +147,7 @@ def export_saved_model(embedder, path, *, lengths_signature=True, overwrite=Fals
             embeddings = tf.map_fn(
                 embed_row,
                 (waveforms, lengths),
-                fn_output_signature=tf.TensorSpec([dim], tf.float32),
+                fn_output_signature=tf.TensorSpec(row_shape, tf.float32),
             )
             return {OUTPUT_KEY: embeddings}
 

@@ -4,7 +4,11 @@ One `.npz` archive, read without pickle:
 
 * `names`: 1-D unicode array, one distinct utterance name per row (the
   names trial lists use, e.g. `id10270/x6uYqmx31kE/00001.wav`);
-* `embeddings`: 2-D float array `(n_utterances, dim)`, all finite;
+* `embeddings`: 2-D float array `(n_utterances, dim)`, all finite; or 3-D,
+  `(n_utterances, K, dim)`, from a multi-identity embedder (one embedding
+  per speaker of a mixture, say), which `load_embeddings` returns only when
+  asked (`multi_identity=True`): scoring compares one embedding per
+  utterance;
 * `speakers` (optional): 1-D unicode array, the speaker of each row, which
   back-ends that learn (LDA, PLDA, ...) need for their training set;
 * `format`: 0-d unicode array, `"keras_spk.embeddings"`, and
@@ -47,10 +51,10 @@ def _check_names(names, what, where):
 def _check(names, embeddings, speakers, where):
     names = _check_names(names, "names", where)
     embeddings = np.asarray(embeddings)
-    if embeddings.ndim != 2:
+    if embeddings.ndim not in (2, 3):
         raise ValueError(
-            f"{where}: `embeddings` must be a 2-D array (one row per name). "
-            f"Received shape {embeddings.shape}."
+            f"{where}: `embeddings` must be a 2-D array (one row per name), or 3-D "
+            f"(one [K, dim] row of K identities per name). Received shape {embeddings.shape}."
         )
     if embeddings.dtype.kind not in "fiu":
         raise ValueError(f"{where}: `embeddings` must be real numbers. Received dtype {embeddings.dtype}.")
@@ -69,7 +73,7 @@ def _check(names, embeddings, speakers, where):
             "every utterance name must appear once."
         )
     if embeddings.dtype.kind == "f":
-        bad_rows = np.flatnonzero(~np.isfinite(embeddings).all(axis=1))
+        bad_rows = np.flatnonzero(~np.isfinite(embeddings.reshape(len(embeddings), -1)).all(axis=1))
         if bad_rows.size:
             raise ValueError(
                 f"{where}: {bad_rows.size} embedding(s) hold NaN or Inf, e.g. row {bad_rows[0]} "
@@ -92,8 +96,9 @@ def save_embeddings(path, names, embeddings, speakers=None):
     Args:
         path: destination file (conventionally `*.npz`).
         names: distinct utterance names, one per row of `embeddings`.
-        embeddings: 2-D real array `(len(names), dim)` without NaN / Inf;
-            stored in its own float dtype.
+        embeddings: 2-D real array `(len(names), dim)`, or 3-D
+            `(len(names), K, dim)` for a multi-identity embedder, without
+            NaN / Inf; stored in its own float dtype and shape.
         speakers: optional speaker label (string) of each name; needed for
             files used to train a back-end.
 
@@ -102,7 +107,7 @@ def save_embeddings(path, names, embeddings, speakers=None):
 
     Raises:
         ValueError: names and rows differ in number, duplicate or empty
-            names, NaN / Inf embeddings, a non-2-D array.
+            names, NaN / Inf embeddings, an array neither 2-D nor 3-D.
     """
     path = os.fspath(path)
     names, embeddings, speakers = _check(names, embeddings, speakers, f"Embeddings for {path}")
@@ -119,25 +124,31 @@ def save_embeddings(path, names, embeddings, speakers=None):
     return path
 
 
-def load_embeddings(path, with_speakers=False):
+def load_embeddings(path, with_speakers=False, *, multi_identity=False):
     """Reads a file written by `save_embeddings` (never unpickling anything).
 
     Args:
         path: the `.npz` file.
         with_speakers: also return the `speakers` array (None when the file
             has none).
+        multi_identity: bool, also accept a file of `(n, K, dim)`
+            embeddings (K identities per utterance), returned as they are.
+            If `False` (default), such a file is an error: a reader that
+            compares one embedding per utterance (scoring) cannot use it.
 
     Returns:
-        `(names, embeddings)`: a list of str and the 2-D array, row `i` the
-        embedding of `names[i]`; or `(names, embeddings, speakers)` with
-        `with_speakers=True`, speakers a list of str or None.
+        `(names, embeddings)`: a list of str and the 2-D array (3-D for a
+        multi-identity file), row `i` the embedding(s) of `names[i]`; or
+        `(names, embeddings, speakers)` with `with_speakers=True`, speakers
+        a list of str or None.
 
     Raises:
         FileNotFoundError: `path` does not exist.
         ValueError: not an `.npz`, truncated, a missing `names` or
             `embeddings` entry, another format version, or content that
-            `save_embeddings` would refuse (duplicates, NaN, ...). The
-            message names the file.
+            `save_embeddings` would refuse (duplicates, NaN, ...), or 3-D
+            embeddings without `multi_identity=True`. The message names the
+            file.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -170,6 +181,13 @@ def load_embeddings(path, with_speakers=False):
     names, embeddings, speakers = _check(
         entries["names"], entries["embeddings"], entries.get("speakers"), f"Embedding file {path}"
     )
+    if embeddings.ndim == 3 and not multi_identity:
+        raise ValueError(
+            f"Embedding file {path} holds {embeddings.shape[1]} embeddings per utterance (shape "
+            f"{embeddings.shape}: a multi-identity embedder's), where one per utterance "
+            "(n, dim) is expected. Read it with load_embeddings(path, multi_identity=True) and "
+            "write the identity to score (embeddings[:, k]) to a file of its own."
+        )
     names = names.tolist()
     if with_speakers:
         return names, embeddings, None if speakers is None else speakers.tolist()

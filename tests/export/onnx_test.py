@@ -8,6 +8,9 @@ import pytest
 
 from keras_spk import export
 from keras_spk.layers import PreEmphasis
+from tests.export.savedmodel_test import IDENTITIES
+from tests.export.savedmodel_test import build_multi_identity_embedder
+from tests.export.savedmodel_test import build_pooled_embedder
 from tests.export.savedmodel_test import build_small_embedder
 from tests.export.savedmodel_test import waveforms
 
@@ -30,16 +33,21 @@ def build_waveform_cnn(dim=16, seed=3):
     return model
 
 
-def check_onnx_matches_keras(model, path, batch=2):
+def check_onnx_matches_keras(model, path, batch=2, row_shape=(16,)):
+    """onnxruntime gives the Keras embeddings (`[rows, *row_shape]`) for two lengths and batch sizes."""
     ort = pytest.importorskip("onnxruntime")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["waveforms"]
     assert [o.name for o in session.get_outputs()] == ["embeddings"]
+    # Batch and time are symbolic; the other axes are the model's.
+    declared = session.get_outputs()[0].shape
+    assert len(declared) == 1 + len(row_shape) and not isinstance(declared[0], int)
+    assert list(declared[1:]) == list(row_shape)
     for length, rows in zip(LENGTHS, (batch, batch + 1)):  # batch size varies too
         x = waveforms(length, batch=rows)
         (got,) = session.run(["embeddings"], {"waveforms": x})
         expected = keras.ops.convert_to_numpy(model(x, training=False))
-        assert got.shape == expected.shape == (rows, 16)
+        assert got.shape == expected.shape == (rows, *row_shape)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -59,6 +67,33 @@ def test_onnx_log_mel_embedder_has_dynamic_time(tmp_path):
     model = build_small_embedder()
     path = export.export_onnx(model, tmp_path / "speaker.onnx")
     check_onnx_matches_keras(model, path)
+
+
+@TORCH_ONLY
+def test_onnx_multi_identity_embedder_matches_keras(tmp_path):
+    pytest.importorskip("onnxscript")
+    model = build_multi_identity_embedder()
+    path = export.export_onnx(model, tmp_path / "mixture.onnx")
+    check_onnx_matches_keras(model, path, row_shape=(IDENTITIES, 16))
+    x = waveforms(LENGTHS[0])
+    embeddings = keras.ops.convert_to_numpy(model(x, training=False))
+    assert np.abs(embeddings[0, 0] - embeddings[0, 1]).max() > 1e-2  # two distinct identities
+
+
+@TORCH_ONLY
+@pytest.mark.parametrize(
+    "build, shape",
+    [
+        (build_pooled_embedder, r"\(2,\)"),
+        (lambda: build_multi_identity_embedder(extra_axes=(2,)), r"\(2, 2, 2, 8\)"),
+    ],
+    ids=["rank1", "rank4"],
+)
+def test_onnx_embeddings_of_another_rank_are_refused(tmp_path, build, shape):
+    pytest.importorskip("onnxscript")
+    with pytest.raises(ValueError, match=rf"\[batch, K, dim\].*Received: output shape {shape}"):
+        export.export_onnx(build(), tmp_path / "speaker.onnx")
+    assert os.listdir(tmp_path) == []
 
 
 @TORCH_ONLY

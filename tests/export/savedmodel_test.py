@@ -21,8 +21,10 @@ from keras_spk.layers import PreEmphasis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILDER = "tests.export.savedmodel_test:build_small_embedder"
+MULTI_BUILDER = "tests.export.savedmodel_test:build_multi_identity_embedder"
 LENGTHS = (16000, 23456)
 DIM = 16
+IDENTITIES = 2
 
 TF_ONLY = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
@@ -48,6 +50,34 @@ def build_small_embedder(num_mel_bins=24, dim=DIM, seed=7):
     return model
 
 
+def build_multi_identity_embedder(identities=IDENTITIES, dim=DIM, seed=5, extra_axes=()):
+    """A mixture -> one embedding per speaker model: `[batch, samples] -> [batch, K, dim]`.
+
+    PreEmphasis -> LogMelFilterbank -> Conv1D -> GAP over time ->
+    Dense(K * dim) -> Reshape((K, dim)), seeded weights. `extra_axes` splits
+    `dim` further (e.g. `(2,)`: `[batch, K, 2, dim // 2]`, a rank-4 output).
+    """
+    waveforms = keras.Input((None,), name="waveforms")
+    x = PreEmphasis(0.97)(waveforms)
+    x = LogMelFilterbank(num_mel_bins=24)(x)
+    x = keras.layers.Conv1D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    x = keras.layers.Dense(identities * dim)(x)
+    split = int(np.prod(extra_axes, dtype=int))
+    embeddings = keras.layers.Reshape((identities, *extra_axes, dim // split))(x)
+    model = keras.Model(waveforms, embeddings)
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0.0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def build_pooled_embedder():
+    """An embedder with a rank-1 output `[batch]`: no embedding axis at all."""
+    waveforms = keras.Input((None,), name="waveforms")
+    x = LogMelFilterbank(num_mel_bins=8)(waveforms)
+    return keras.Model(waveforms, keras.ops.mean(x, axis=(1, 2)))
+
+
 def waveforms(length, batch=1, seed=0):
     rng = np.random.default_rng(seed + length)
     return rng.uniform(-0.5, 0.5, (batch, length)).astype("float32")
@@ -65,8 +95,12 @@ SERVE_SCRIPT = textwrap.dedent(
     import json, sys
     import numpy as np
 
+    import importlib.util
+
     for blocked in ("keras_spk", "keras"):
         sys.modules[blocked] = None
+        if importlib.util.find_spec(blocked) is not None:
+            raise SystemExit(f"{blocked} should look uninstalled here")
         try:
             __import__(blocked)
         except ImportError:
@@ -78,6 +112,10 @@ SERVE_SCRIPT = textwrap.dedent(
 
     request = json.load(open(sys.argv[1]))
     loaded = tf.saved_model.load(request["path"])
+    # Loading and serving imported neither (nor did TensorFlow behind our back).
+    leaked = [m for m in sys.modules if m.split(".")[0] in ("keras", "keras_spk") and sys.modules[m]]
+    if leaked:
+        raise SystemExit(f"imported despite the block: {leaked}")
     result = {"signatures": sorted(loaded.signatures)}
     serve = loaded.signatures["serving_default"]
     result["single"] = [
@@ -134,13 +172,14 @@ def exported(tmp_path_factory):
     return model, written
 
 
-def check_serving_matches_keras(tmp_path, model, saved_model, lengths, batch=1, dim=None):
+def check_serving_matches_keras(tmp_path, model, saved_model, lengths, batch=1, dim=None, identities=None):
     """Serves `saved_model` in a clean process and checks it against the Keras `model`.
 
     `serving_default` on `batch` waveforms of each of `lengths` samples must
-    give the Keras embeddings (`(batch, dim)` each), and `embed_padded` on
-    two waveforms of the first two lengths, zero-padded to the longest
-    length, must give each row's unpadded embedding.
+    give the Keras embeddings (`(batch, dim)` each, or
+    `(batch, identities, dim)` for a multi-identity embedder), and
+    `embed_padded` on two waveforms of the first two lengths, zero-padded to
+    the longest length, must give each row's unpadded embedding.
 
     Returns:
         `(singles, padded, expected_padded)`: the waveforms served and the
@@ -154,14 +193,17 @@ def check_serving_matches_keras(tmp_path, model, saved_model, lengths, batch=1, 
 
     out = serve_in_clean_process(tmp_path, saved_model, singles, padded, [a.size, b.size])
 
+    row_shape = (dim,) if identities is None else (identities, dim)
     assert out["signatures"] == ["embed_padded", "serving_default"]
     for x, got in zip(singles, out["single"]):
         expected = keras_embed(model, x)
         got = np.asarray(got)
-        assert got.shape == expected.shape == (batch, dim)
+        assert got.shape == expected.shape == (batch, *row_shape)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     expected = np.concatenate([keras_embed(model, a[None]), keras_embed(model, b[None])])
-    np.testing.assert_allclose(np.asarray(out["padded"]), expected, rtol=1e-4, atol=1e-4)
+    got = np.asarray(out["padded"])
+    assert got.shape == (2, *row_shape)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     return singles, padded, expected
 
 
@@ -298,3 +340,86 @@ def test_torch_trained_model_exports_under_tensorflow(tmp_path):
     out = serve_in_clean_process(tmp_path, written, singles)
     for x, got in zip(singles, out["single"]):
         np.testing.assert_allclose(np.asarray(got), keras_embed(model, x), rtol=1e-4, atol=1e-4)
+
+
+# === Multi-identity embedders: [batch, K, dim] ===
+
+
+@pytest.fixture(scope="module")
+def exported_multi(tmp_path_factory):
+    """The K=2 embedder exported once for the module (TensorFlow backend)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("export_saved_model runs under the TensorFlow backend only")
+    model = build_multi_identity_embedder()
+    path = tmp_path_factory.mktemp("serving_multi") / "mixture" / "1"
+    return model, export.export_saved_model(model, path)
+
+
+@TF_ONLY
+def test_multi_identity_saved_model_matches_keras_without_keras(exported_multi, tmp_path):
+    model, path = exported_multi
+    _, padded, expected = check_serving_matches_keras(
+        tmp_path, model, path, LENGTHS, batch=2, dim=DIM, identities=IDENTITIES
+    )
+    # The two identities differ, and padding would have changed the first row.
+    assert np.abs(expected[:, 0] - expected[:, 1]).max() > 1e-2
+    assert np.abs(keras_embed(model, padded[:1]) - expected[:1]).max() > 1e-3
+
+
+@TF_ONLY
+def test_multi_identity_signatures_declare_their_shape(exported_multi):
+    _, path = exported_multi
+    signatures = signature_tensors(saved_model_cli_show(path))
+    for name in ("serving_default", "embed_padded"):
+        assert signatures[name][("input", "waveforms")] == ("DT_FLOAT", "(-1, -1)")
+        assert signatures[name][("output", "embeddings")] == ("DT_FLOAT", f"(-1, {IDENTITIES}, {DIM})")
+    assert signatures["embed_padded"][("input", "lengths")] == ("DT_INT32", "(-1)")
+
+
+@TF_ONLY
+@pytest.mark.parametrize(
+    "build, rank",
+    [(build_pooled_embedder, 1), (lambda: build_multi_identity_embedder(extra_axes=(2,)), 4)],
+    ids=["rank1", "rank4"],
+)
+def test_embeddings_of_another_rank_are_refused(tmp_path, build, rank):
+    target = tmp_path / "speaker" / "1"
+    with pytest.raises(ValueError, match=rf"\[batch, K, dim\].* \(rank {rank}\)"):
+        export.export_saved_model(build(), target)
+    assert not target.exists()
+
+
+@TORCH_ONLY
+def test_torch_multi_identity_model_exports_under_tensorflow(tmp_path):
+    model = build_multi_identity_embedder(seed=13)
+    weights = tmp_path / "mixture.weights.h5"
+    model.save_weights(weights)
+    written = export.export_from_weights(
+        MULTI_BUILDER, weights, tmp_path / "mixture" / "1", builder_kwargs={"seed": 0}, timeout=300
+    )
+    check_serving_matches_keras(tmp_path, model, written, LENGTHS, dim=DIM, identities=IDENTITIES)
+
+    model_file = tmp_path / "mixture.keras"
+    model.save(model_file)
+    written = export.export_from_model_file(
+        model_file, tmp_path / "mixture" / "2", lengths_signature=False, timeout=300
+    )
+    singles = [waveforms(n, batch=2) for n in LENGTHS]
+    (tmp_path / "file").mkdir()
+    out = serve_in_clean_process(tmp_path / "file", written, singles)
+    assert out["signatures"] == ["serving_default"]
+    for x, got in zip(singles, out["single"]):
+        assert np.asarray(got).shape == (2, IDENTITIES, DIM)
+        np.testing.assert_allclose(np.asarray(got), keras_embed(model, x), rtol=1e-4, atol=1e-4)
+
+
+@TORCH_ONLY
+def test_torch_export_of_a_rank_4_output_says_why(tmp_path):
+    weights = tmp_path / "rank4.weights.h5"
+    build_multi_identity_embedder(extra_axes=(2,)).save_weights(weights)
+    target = tmp_path / "mixture" / "1"
+    with pytest.raises(RuntimeError, match=r"(?s)TensorFlow backend failed.*\[batch, K, dim\].*rank 4"):
+        export.export_from_weights(
+            MULTI_BUILDER, weights, target, builder_kwargs={"extra_axes": [2]}, timeout=300
+        )
+    assert not target.exists()

@@ -55,6 +55,13 @@ def test_speakers_round_trip_and_file_holds_only_plain_arrays(tmp_path, monkeypa
         ),
         (NAMES, np.full((4, 3), np.inf), None, "NaN or Inf"),
         (NAMES, EMB[:, 0], None, "must be a 2-D array"),
+        (NAMES, EMB.reshape(4, 3, 1, 1), None, r"or 3-D \(one \[K, dim\] row of K identities per name\)"),
+        (
+            NAMES,
+            np.where(np.arange(24).reshape(4, 2, 3) == 20, np.nan, 1.0),  # row 3, identity 0
+            None,
+            r"1 embedding\(s\) hold NaN or Inf, e.g. row 3",
+        ),
         (NAMES, EMB, ["a", "b"], "2 speakers for 4 names"),
         ([1, 2, 3, 4], EMB, None, "`names` must be strings"),
         ([], np.zeros((0, 3)), None, "no embeddings"),
@@ -98,3 +105,26 @@ def test_truncated_missing_and_non_npz_files(tmp_path):
         load_embeddings(path)
     with pytest.raises(FileNotFoundError, match="nothere.npz does not exist"):
         load_embeddings(tmp_path / "nothere.npz")
+
+
+def test_multi_identity_embeddings_round_trip_only_when_asked(tmp_path):
+    # [n, K, dim]: two identities (speakers of a mixture) per utterance.
+    multi = np.arange(24, dtype=np.float32).reshape(4, 2, 3) / 5
+    path = tmp_path / "mixtures.npz"
+    save_embeddings(path, NAMES, multi, speakers=["a", "b", "c", "d"])
+    with np.load(path, allow_pickle=False) as archive:
+        assert archive["embeddings"].shape == (4, 2, 3)
+    names, embeddings, speakers = load_embeddings(path, with_speakers=True, multi_identity=True)
+    assert names == NAMES and speakers == ["a", "b", "c", "d"]
+    assert embeddings.dtype == np.float32
+    np.testing.assert_array_equal(embeddings, multi)
+    # A reader expecting one embedding per utterance (scoring) is told what the file holds.
+    message = (
+        rf"Embedding file {path} holds 2 embeddings per utterance \(shape \(4, 2, 3\).*"
+        r"load_embeddings\(path, multi_identity=True\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_embeddings(path)
+    # 2-D files read the same either way.
+    save_embeddings(tmp_path / "flat.npz", NAMES, EMB)
+    np.testing.assert_array_equal(load_embeddings(tmp_path / "flat.npz", multi_identity=True)[1], EMB)

@@ -14,6 +14,7 @@ from keras_spk.data import write_wav
 from keras_spk.layers._framing import frame_signal
 from keras_spk.scoring.embeddings import load_embeddings
 from tests.inference_test import build_tiny_embedder
+from tests.inference_test import build_tiny_multi_embedder
 from tests.inference_test import keras_embed
 from tests.inference_test import tone
 
@@ -218,6 +219,44 @@ def test_saved_model_gives_the_keras_embeddings(corpus, tmp_path):
     with pytest.raises(ValueError, match=r"--sample-rate 8000 is not the model's sample rate: 16000 Hz "
                                          r"\(data\.sample_rate in .*run.config\.yaml\)"):
         extract.main([*common, "--overwrite", "--sample-rate", "8000"])
+
+
+def _expected_multi(model, audio, names):
+    """The model's `[K, dim]` embeddings of each file, called on it alone."""
+    waveforms = [read_audio(os.path.join(audio, name))[None] for name in names]
+    return np.stack([keras.ops.convert_to_numpy(model(x, training=False))[0] for x in waveforms])
+
+
+def test_a_multi_identity_model_stores_n_k_dim_embeddings(corpus, tmp_path, capsys):
+    model = build_tiny_multi_embedder()
+    model.save(tmp_path / "mixture.keras")
+    output = tmp_path / "mixtures.npz"
+    names, X, _ = extract.main(
+        ["--model", str(tmp_path / "mixture.keras"), "--audio-root", corpus["audio"], "--voxceleb",
+         "--output", str(output), "--sample-rate", "16000"]
+    )
+    assert X.shape == (6, 2, 8)
+    assert "6 utterances, 2 embeddings of size 8 each" in capsys.readouterr().out
+    stored_names, stored, speakers = load_embeddings(output, with_speakers=True, multi_identity=True)
+    assert stored_names == names and speakers == [name.split("/")[0] for name in names]
+    np.testing.assert_array_equal(stored, X)
+    np.testing.assert_allclose(stored, _expected_multi(model, corpus["audio"], names), atol=1e-5, rtol=0)
+    # Scoring, which compares one embedding per utterance, refuses the file and says why.
+    with pytest.raises(ValueError, match="2 embeddings per utterance"):
+        score.main(["--embeddings", str(output), "--trials", corpus["trials"]])
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    # The same model as a SavedModel serving [batch, 2, 8].
+    from keras_spk.export import export_saved_model
+
+    exported = export_saved_model(model, tmp_path / "export" / "1", lengths_signature=False)
+    names, X, _ = extract.main(
+        ["--model", exported, "--audio-root", corpus["audio"], "--voxceleb", "--overwrite",
+         "--output", str(output), "--sample-rate", "16000", "--quiet"]
+    )
+    assert X.shape == (6, 2, 8)
+    np.testing.assert_allclose(X, stored, atol=1e-4, rtol=0)
 
 
 def test_model_path_errors(corpus, tmp_path):
