@@ -83,8 +83,8 @@ def extract_embeddings(
     if run.stage_done(folder):
         names, X, speakers = [], None, []
         if os.path.exists(train_path):
-            names, X, speakers = load_embeddings(train_path, with_speakers=True)
-        trial_names, trial_X = load_embeddings(trials_path)
+            names, X, speakers = load_embeddings(train_path, with_speakers=True, multi_identity=True)
+        trial_names, trial_X = load_embeddings(trials_path, multi_identity=True)
         return list(names), X, list(speakers), list(trial_names), trial_X
     run.makedirs(folder)
     subset = train.select(select_per_speaker(train, train_per_speaker, seed))

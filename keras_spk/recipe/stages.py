@@ -145,7 +145,7 @@ def run_stages(run, build_stage, data, callbacks=()):
         data: the run's `RecipeData`.
         callbacks: extra Keras callbacks for every stage.
     """
-    from keras_spk.recipe.training import fit_stage
+    from keras_spk.recipe import training
 
     config = run.config
     context = StageContext(config, data, stage_plan(config))
@@ -157,7 +157,7 @@ def run_stages(run, build_stage, data, callbacks=()):
         if trainer is None:
             raise RunError(f"The recipe built no trainer for stage {name!r}.")
         context.models[name] = trainer
-        fit_stage(
+        training.fit_stage(
             run,
             name,
             trainer,

@@ -97,6 +97,7 @@ def config_constraints():
         ),
         "schedule.drop_factor": float_range(0, 1, include_min=False),
         "schedule.warmup_epochs": int_range(min=0),
+        "stages.train.epochs": int_range(min=1),
     }
 
 

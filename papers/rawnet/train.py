@@ -63,7 +63,9 @@ def config_constraints():
         "loss.basis_reduction": choice(BASIS_REDUCTIONS),
         "optimizer.learning_rate": float_range(min=0, include_min=False),
         "schedule.decay": non_negative,
+        "stages.pretrain.epochs": int_range(min=0),  # 0: no pre-training
         "stages.pretrain.loss": choice(PRETRAIN_LOSSES),
+        "stages.train.epochs": int_range(min=1),
     }
 
 

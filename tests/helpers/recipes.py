@@ -32,7 +32,11 @@ def read_log(run_path, stage):
 
 
 def read_state(run_path):
-    with open(os.path.join(run_path, "state.json")) as f:
+    """The run's `state.json` (no file: nothing finished yet)."""
+    path = os.path.join(run_path, "state.json")
+    if not os.path.exists(path):
+        return {"stages": {}, "finished": False}
+    with open(path) as f:
         return json.load(f)
 
 
@@ -59,13 +63,17 @@ def run_recipe_test(main, argv, out, stages, stop_after):
 
     with pytest.raises(KeyboardInterrupt):
         main(argv + ["--output", out], callbacks=[StopAfterEpochs(stop_after)])
-    done, remaining = [], stop_after
+    done, remaining, interrupted = [], stop_after, None
     for name, epochs in stages.items():
         if remaining >= epochs and epochs:
             done.append(name)
             remaining -= epochs
         elif epochs:
+            interrupted = name
             break
+    if interrupted is not None and remaining:
+        checkpoints = sorted(os.listdir(os.path.join(out, "checkpoints", interrupted)))
+        assert checkpoints[-1] == f"epoch-{remaining:03d}.weights.h5", checkpoints
     state = read_state(out)
     assert [s for s, v in state["stages"].items() if v == "done"] == [s for s in stages if s in done]
     assert not state["finished"]

@@ -14,6 +14,7 @@ import pytest
 from papers.fpm import train
 from tests.helpers.corpus import data_args
 from tests.helpers.corpus import make_tiny_corpus
+from tests.helpers.recipes import run_recipe_test
 
 TINY = [
     "--data.crop_samples=8240",  # 0.5 s: 50 frames
@@ -26,10 +27,11 @@ TINY = [
     "--model.num_mel_bins=16",
     "--model.fpm_channels=4",
     "--optimizer.learning_rate=0.01",
-    "--train.epochs=2",
+    "--stages.train.epochs=2",
     "--train.verbose=0",
     "--evaluation.enroll_durations=[1, null]",
     "--evaluation.test_durations=[0.5, null]",
+    "--evaluation.lda_dim=3",
 ]
 
 
@@ -40,14 +42,11 @@ def corpus(tmp_path_factory):
 
 def test_fpm_recipe_runs_end_to_end(corpus, tmp_path):
     out = str(tmp_path / "run")
-    data = data_args(corpus)
-    run = train.main(data + ["--output", out] + TINY)
-    assert run.finished
+    # Stopped after the first of the two epochs, then resumed.
+    run, rows = run_recipe_test(train.main, data_args(corpus) + TINY, out, {"train": 2}, 1)
     assert run.config["model"]["stage_filters"] == [4, 4, 8, 8]
-
-    with open(os.path.join(out, "results", "results.json")) as f:
-        rows = json.load(f)["results"]
-    assert [r["backend"] for r in rows] == ["cosine"]
+    # Cosine (the paper's), PLDA and LDA/PLDA, and the reference row.
+    assert [r["backend"] for r in rows] == ["cosine", "plda", "lda_plda", "reference"]
     with open(os.path.join(out, "results", "duration.json")) as f:
         durations = json.load(f)["results"]
     assert [(r["enroll"], r["test"]) for r in durations] == [
@@ -59,7 +58,6 @@ def test_fpm_recipe_runs_end_to_end(corpus, tmp_path):
     # Full enrolment against full test utterances is the plain cosine evaluation.
     assert durations[3]["eer"] == pytest.approx(rows[0]["eer"], abs=1e-9)
     assert os.path.exists(os.path.join(out, "export", "1", "saved_model.pb"))
-    assert not os.path.exists(os.path.join(out, "embeddings", "train.npz"))  # cosine learns nothing
 
     # The saved embedder gives the stored trial embeddings again.
     embedder = keras.saving.load_model(os.path.join(out, "embedder.keras"), compile=False)

@@ -16,13 +16,14 @@ from papers.rawnet import train
 from tests.helpers.corpus import RAWNET_TINY_MODEL
 from tests.helpers.corpus import data_args
 from tests.helpers.corpus import make_tiny_corpus
+from tests.helpers.recipes import run_recipe_test
 
 TINY = RAWNET_TINY_MODEL + [
-    "--pretrain.epochs=1",
-    "--train.epochs=3",
+    "--stages.pretrain.epochs=1",
+    "--stages.train.epochs=3",
     "--train.verbose=0",
     "--evaluation.backends=[cosine, plda, concat_mul, dcae]",
-    "--evaluation.lda_dim=4",
+    "--evaluation.lda_dim=3",
     "--evaluation.pair_classifier=logistic",
     "--evaluation.n_pairs=200",
     "--evaluation.dcae_epochs=2",
@@ -35,42 +36,15 @@ def corpus(tmp_path_factory):
     return make_tiny_corpus(tmp_path_factory, seed=3)
 
 
-class StopAfter(keras.callbacks.Callback):
-    """Raises in the `train` stage after `epochs` epochs (its checkpoint is already written)."""
-
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs = epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.model.name == "rawnet" and epoch + 1 == self.epochs:
-            raise KeyboardInterrupt("stopped for the test")
-
-
 def test_interrupted_run_resumes_and_finishes(corpus, tmp_path):
     out = str(tmp_path / "run")
-    data = data_args(corpus)
-    with pytest.raises(KeyboardInterrupt):
-        train.main(data + ["--output", out] + TINY, callbacks=[StopAfter(2)])
-    assert sorted(os.listdir(os.path.join(out, "checkpoints", "train"))) == [
-        "epoch-001.weights.h5",
-        "epoch-002.weights.h5",
-    ]
-    with open(os.path.join(out, "state.json")) as f:
-        assert json.load(f) == {"stages": {"pretrain": "done"}, "finished": False}
-
-    run = train.main(["--resume", out])
-    assert run.resumed and run.finished
-    with open(os.path.join(out, "logs", "train.csv")) as f:
-        assert [line.split(",")[0] for line in f.read().split()[1:]] == ["0", "1", "2"]
+    # Stopped after the pre-training epoch and the first two RawNet epochs.
+    run, rows = run_recipe_test(train.main, data_args(corpus) + TINY, out, {"pretrain": 1, "train": 3}, 3)
 
     with open(os.path.join(out, "results", "results.json")) as f:
-        results = json.load(f)
-    rows = results["results"]
-    assert results["keras_backend"] == keras.backend.backend()
-    assert [r["backend"] for r in rows] == ["cosine", "plda", "concat_mul", "dcae"]
-    for r in rows:
-        assert 0.0 <= r["eer"] <= 1.0 and 0.0 <= r["min_dcf_0.01"] <= 1.0
+        assert json.load(f)["keras_backend"] == keras.backend.backend()
+    # The paper's back-ends, then the reference row (log-mel statistics, LDA, cosine).
+    assert [r["backend"] for r in rows] == ["cosine", "plda", "concat_mul", "dcae", "reference"]
     with open(os.path.join(out, "results", "duration.json")) as f:
         durations = json.load(f)
     conditions = [(r["enroll"], r["test"]) for r in durations["results"]]

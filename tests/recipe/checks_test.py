@@ -11,11 +11,11 @@ import os
 
 import pytest
 
-from keras_spk import recipe
+from keras_spk.recipe import training
 from keras_spk.config import ConfigError
 from keras_spk.config import load_config
 from keras_spk.recipe import RunError
-from keras_spk.recipe.data import recipe_constraints
+from keras_spk.recipe import recipe_constraints
 from papers.fpm import train as fpm_train
 from papers.rawnet import train as rawnet_train
 from tests.helpers.corpus import RAWNET_TINY_MODEL
@@ -23,8 +23,8 @@ from tests.helpers.corpus import data_args
 from tests.helpers.corpus import make_tiny_corpus
 
 RAWNET_TINY = RAWNET_TINY_MODEL + [
-    "--pretrain.epochs=1",
-    "--train.epochs=2",
+    "--stages.pretrain.epochs=1",
+    "--stages.train.epochs=2",
     "--train.verbose=0",
     "--evaluation.backends=[cosine, plda]",
     "--evaluation.lda_dim=2",
@@ -48,7 +48,7 @@ def no_training(monkeypatch):
         calls.append(stage)
         raise Trained(stage)
 
-    monkeypatch.setattr(recipe, "fit_stage", fit_stage)
+    monkeypatch.setattr(training, "fit_stage", fit_stage)
     return calls
 
 
@@ -59,13 +59,13 @@ def no_training(monkeypatch):
         ("--evaluation.backends=[cosine, plad]", r"'evaluation.backends' .* Did you mean 'plda'\?"),
         ("--data.batch_size=0", r"'data.batch_size' must be an int >= 1, got 0"),
         ("--data.sample_rate=0", r"'data.sample_rate' must be an int from 8000 to 192000, got 0"),
-        ("--train.epochs=-1", r"'train.epochs' must be an int >= 1, got -1"),
-        ("--train.epochs=0", r"'train.epochs' must be an int >= 1, got 0"),
-        ("--pretrain.epochs=-1", r"'pretrain.epochs' must be an int >= 0, got -1"),
+        ("--stages.train.epochs=-1", r"'stages.train.epochs' must be an int >= 1, got -1"),
+        ("--stages.train.epochs=0", r"'stages.train.epochs' must be an int >= 1, got 0"),
+        ("--stages.pretrain.epochs=-1", r"'stages.pretrain.epochs' must be an int >= 0, got -1"),
         ("--data.crop_samples=2000", r"'data.crop_samples' must be an int >= 2187"),
         ("--model.recurrent_dropout=1.0", r"'model.recurrent_dropout' must be a number in \[0, 1\)"),
         ("--optimizer.learning_rate=0", r"'optimizer.learning_rate' must be a number > 0"),
-        ("--pretrain.loss=sofmax", r"'pretrain.loss' must be one of same, softmax.*Did you mean 'softmax'"),
+        ("--stages.pretrain.loss=sofmax", r"'stages.pretrain.loss' must be one of same, softmax.*Did you mean 'softmax'"),
         ("--evaluation.test_durations=[0.1, null]", r"'evaluation.test_durations' .* 0.1 s is 1600 samples at 16000 Hz, fewer than 2187"),
         ("--evaluation.lda_dim=16", r"'evaluation.lda_dim' must be null or an int from 1 to 8"),
     ],
@@ -83,14 +83,19 @@ def test_rawnet_refuses_bad_values_before_any_folder_or_training(corpus, tmp_pat
         ("--evaluation.backends=[cosin]", r"'evaluation.backends' .* Did you mean 'cosine'\?"),
         ("--data.batch_size=0", r"'data.batch_size' must be an int >= 1"),
         ("--data.sample_rate=0", r"'data.sample_rate' must be an int from 8000 to 192000"),
-        ("--train.epochs=-3", r"'train.epochs' must be an int >= 1"),
+        ("--stages.train.epochs=-3", r"'stages.train.epochs' must be an int >= 1"),
         ("--model.system=msea_fpm", r"'model.system' must be one of .*Did you mean"),
         ("--model.pooling=max", r"'model.pooling' must be null or one of gap, sap, lde"),
         ("--model.levels=[3, 6]", r"'model.levels' must be null or a non-empty list of distinct pyramid levels, each an int from 2 to 5"),
         ("--data.crop_samples=399", r"'data.crop_samples' must be an int >= 400"),
         ("--optimizer.momentum=1", r"'optimizer.momentum' must be a number in \[0, 1\)"),
-        ("--optimizer.lr_drop_at=[0.5, 1.5]", r"'optimizer.lr_drop_at' must be a list of fractions"),
-        ("--evaluation.train_utterances_per_speaker=0", None),  # valid: cosine learns nothing
+        ("--schedule.drop_at=[0.5, 1.5]", r"'schedule.drop_at' must be a list of fractions"),
+        ("--evaluation.lda_dim=null", None),  # valid: LDA keeps speakers - 1 directions
+        # FPM's table has PLDA and LDA/PLDA beside cosine: they need training embeddings.
+        (
+            "--evaluation.train_utterances_per_speaker=0",
+            r"'evaluation.train_utterances_per_speaker' .*plda, lda_plda learn from training",
+        ),
     ],
 )
 def test_fpm_refuses_bad_values_before_any_folder_or_training(corpus, tmp_path, no_training, override, message):
@@ -108,7 +113,7 @@ def test_fpm_refuses_bad_values_before_any_folder_or_training(corpus, tmp_path, 
 def test_shared_rules_cover_both_recipes_and_their_configs_pass():
     for module in (rawnet_train, fpm_train):
         rules = recipe_constraints(module.DEFAULT_CONFIG, module.config_constraints())
-        for key in ("seed", "data.sample_rate", "data.batch_size", "data.crop_samples", "train.epochs",
+        for key in ("seed", "data.sample_rate", "data.batch_size", "data.crop_samples", "stages",
                     "evaluation.backends", "evaluation.test_durations", "export.version"):
             assert key in rules, (module.__name__, key)
         for path in sorted(glob.glob(os.path.join(module.HERE, "configs", "*.yaml"))):
@@ -145,7 +150,7 @@ def test_failed_start_does_not_lock_the_folder(corpus, tmp_path, no_training):
     with pytest.raises(Trained):
         rawnet_train.main(data_args(corpus) + ["--output", other] + RAWNET_TINY)
     with open(os.path.join(other, "run.json")) as f:
-        assert json.load(f)["data"]["trials"] == os.path.join(corpus, "trials.txt")
+        assert json.load(f)["data"]["trials"] == [os.path.join(corpus, "trials.txt")]
 
 
 def test_lda_dim_above_the_training_speakers_is_refused_at_start(corpus, tmp_path, no_training):

@@ -87,7 +87,7 @@ def test_resume_rules(configs, tmp_path):
 
 
 def test_bad_arguments(configs, tmp_path):
-    with pytest.raises(RunError, match="--eval-data, --trials"):
+    with pytest.raises(RunError, match="missing --eval-data"):
         start(configs, "--data", str(tmp_path))
     busy = tmp_path / "busy"
     busy.mkdir()
@@ -99,7 +99,13 @@ def test_bad_arguments(configs, tmp_path):
     # The user's data: the full config is the default, the locations are recorded.
     run = start(configs, "--data", "a", "--eval-data", "b", "--trials", "c", "--output", str(tmp_path / "u"))
     assert run.config["train"]["epochs"] == 3
-    assert run.data == {"train": os.path.abspath("a"), "eval": os.path.abspath("b"), "trials": os.path.abspath("c")}
+    assert run.data == {"train": [os.path.abspath("a")], "eval": os.path.abspath("b"), "trials": [os.path.abspath("c")]}
+    # Several training folders and trial lists; no trial list at all.
+    run = start(configs, "--data", "a", "a2", "--eval-data", "b", "--trials", "c", "d", "--output", str(tmp_path / "v"))
+    assert run.data["train"] == [os.path.abspath("a"), os.path.abspath("a2")]
+    assert run.data["trials"] == [os.path.abspath("c"), os.path.abspath("d")]
+    run = start(configs, "--data", "a", "--eval-data", "b", "--output", str(tmp_path / "w"))
+    assert run.data["trials"] == []
     with pytest.raises(RunError, match="other data"):
         start(configs, "--data", "x", "--eval-data", "b", "--trials", "c", "--resume", str(tmp_path / "u"))
 
@@ -145,7 +151,7 @@ def test_folder_that_never_trained_takes_the_next_commands_arguments(configs, tm
     with open(second.join("config.yaml")) as f:
         assert yaml.safe_load(f)["train"]["epochs"] == 6
     third = start_provisional(configs, "--output", out, "--data", "a", "--eval-data", "b", "--trials", "c")
-    assert third.data["train"] == os.path.abspath("a") and third.config["train"]["epochs"] == 3
+    assert third.data["train"] == [os.path.abspath("a")] and third.config["train"]["epochs"] == 3
     with open(third.join("run.json")) as f:
         assert json.load(f)["data"] == third.data
     # --resume DIR with an override: the run's config and data with that change.
