@@ -277,15 +277,13 @@ def _trial_waveforms(trials, waveforms, sample_rate):
     if waveforms is None:
         from keras_spk.inference import read_waveforms
 
-        paths = [os.fspath(p) for p in trials.paths]
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError(
-                f"{len(missing)} of {len(paths)} trial audio file(s) not found: "
-                + ", ".join(missing[:10])
-                + (" ..." if len(missing) > 10 else "")
-                + ". Check the trial list and the evaluation data folder."
-            )
+        from keras_spk.utils.file_checks import check_files_exist
+
+        paths = check_files_exist(
+            [os.fspath(p) for p in trials.paths],
+            "trial audio file",
+            fix="Check the trial list and the evaluation data folder.",
+        )
         yield from zip(paths, read_waveforms(paths, sample_rate))
         return
     if isinstance(waveforms, dict):
