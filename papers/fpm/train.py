@@ -32,6 +32,16 @@ if __package__ in (None, ""):  # run as a script: make `papers.fpm` importable
 DEFAULT_CONFIG = os.path.join(HERE, "configs", "fpm.yaml")
 DEMO_CONFIG = os.path.join(HERE, "configs", "demo.yaml")
 
+# Input (section 4.2): 3-s waveform crops (300 frames of 25 ms every 10 ms), a shorter
+# utterance repeated, from the runner's samplers; the log-mel front-end is the model's
+# first layer. Testing: whole utterances. One 25-ms frame at 16 kHz is the shortest input.
+FRAME_SAMPLES = 400
+
+
+def min_samples(config):
+    """The shortest utterance (in samples) the model accepts: one front-end frame."""
+    return int(round(FRAME_SAMPLES * config["data"]["sample_rate"] / 16000))
+
 
 def _systems():
     from papers.fpm.model import SYSTEMS
@@ -67,13 +77,15 @@ def config_constraints():
     from keras_spk.config import float_range
     from keras_spk.config import int_range
     from keras_spk.config import list_of
-
-    from papers.fpm import data
+    from keras_spk.recipe.evaluation import duration_list
 
     positive = int_range(min=1)
     non_negative = float_range(min=0)
     return {
-        **data.CONSTRAINTS,
+        # Every crop and every duration-limited cut must hold one 25-ms front-end frame.
+        "data.crop_samples": int_range(min=min_samples),
+        "evaluation.enroll_durations": duration_list(min_samples),
+        "evaluation.test_durations": duration_list(min_samples),
         "model.system": choice(_systems),
         "model.pooling": choice(_poolings, allow_none=True),
         "model.levels": list_of(
@@ -132,8 +144,6 @@ def recipe():
     """The FPM recipe for `keras_spk.recipe.run_recipe`."""
     from keras_spk.recipe import Recipe
 
-    from papers.fpm import data
-
     return Recipe(
         name="fpm",
         default_config=DEFAULT_CONFIG,
@@ -142,7 +152,7 @@ def recipe():
         build_stage=build_stage,
         embedder=lambda context: context.shared["embedder"],
         constraints=config_constraints,
-        min_samples=data.min_samples,
+        min_samples=min_samples,
     )
 
 

@@ -29,6 +29,11 @@ DEFAULT_CONFIG = os.path.join(HERE, "configs", "rawnet.yaml")
 DEMO_CONFIG = os.path.join(HERE, "configs", "demo.yaml")
 
 PRETRAIN_LOSSES = ("same", "softmax")
+# Input (section 4.2): raw waveforms cropped to data.crop_samples, short utterances repeated,
+# no normalisation (pre-emphasis is the model's first layer): the runner's samplers. The CNN
+# divides the time axis by 3 seven times (strided convolution and six max-pools): an
+# utterance needs 3**7 samples for one frame.
+MIN_SAMPLES = 3**7
 BASIS_REDUCTIONS = ("mean", "sum")
 
 
@@ -42,13 +47,21 @@ def config_constraints():
     from keras_spk.config import float_range
     from keras_spk.config import int_range
     from keras_spk.config import list_of
-
-    from papers.rawnet import data
+    from keras_spk.recipe.evaluation import duration_list
 
     positive = int_range(min=1)
     non_negative = float_range(min=0)
     return {
-        **data.CONSTRAINTS,
+        # Every crop and every duration-limited cut must give the CNN one frame.
+        "data.crop_samples": int_range(
+            min=MIN_SAMPLES,
+            fix=(
+                f"The CNN needs at least {MIN_SAMPLES} samples per frame: use 59049 (the paper) or "
+                f"another power of 3 >= {MIN_SAMPLES}, e.g. --data.crop_samples=19683."
+            ),
+        ),
+        "evaluation.enroll_durations": duration_list(MIN_SAMPLES),
+        "evaluation.test_durations": duration_list(MIN_SAMPLES),
         "model.strided_conv_filters": positive,
         "model.stackwise_filters": list_of(positive, min_length=1, noun="filter counts"),
         "model.gru_units": positive,
@@ -130,8 +143,6 @@ def recipe():
     """The RawNet recipe for `keras_spk.recipe.run_recipe`."""
     from keras_spk.recipe import Recipe
 
-    from papers.rawnet import data
-
     return Recipe(
         name="rawnet",
         default_config=DEFAULT_CONFIG,
@@ -140,7 +151,7 @@ def recipe():
         build_stage=build_stage,
         embedder=inference_embedder,
         constraints=config_constraints,
-        min_samples=data.MIN_SAMPLES,
+        min_samples=MIN_SAMPLES,
     )
 
 
