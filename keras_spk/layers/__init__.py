@@ -16,6 +16,7 @@ from keras_spk.layers.learnable_dictionary_encoding import LearnableDictionaryEn
 from keras_spk.layers.log_mel_filterbank import LogMelFilterbank
 from keras_spk.layers.log_mel_filterbank import mel_filterbank_matrix
 from keras_spk.layers.log_spectrogram import LogSpectrogram
+from keras_spk.layers.loss_head import LossHead
 from keras_spk.layers.multi_scale_aggregation import MultiScaleAggregation
 from keras_spk.layers.pre_emphasis import PreEmphasis
 from keras_spk.layers.rawnet_block import RawNetBlock
@@ -61,6 +62,7 @@ LAYERS = {
     "speaker_basis": SpeakerBasis,
     "center_loss": CenterLoss,
     "ring_loss": RingLoss,
+    "loss_head": LossHead,
 }
 
 

@@ -1,7 +1,7 @@
 """Shared pieces of the classification heads and embedding losses.
 
 Private module used by `SoftmaxHead`, `AMSoftmax`, `ASoftmax`, `AAMSoftmax`,
-`SpeakerBasis`, `CenterLoss` and `RingLoss`:
+`SpeakerBasis`, `CenterLoss`, `RingLoss`, `LossHead` and `GE2EHead`:
 
 - argument validation that reports bad values the same way everywhere
   (`ValueError("... Received: arg=value")`), on top of the shared checks of
@@ -13,7 +13,11 @@ Private module used by `SoftmaxHead`, `AMSoftmax`, `ASoftmax`, `AAMSoftmax`,
   `W` of shape `(embedding_dim, num_classes)` (column `j` is class `j`), and
   its two families: `LinearHead` (logits `W^T e + b`: `SoftmaxHead`,
   `SpeakerBasis`) and `CosineMarginHead` (logits `s * cos`, a margin on the
-  target class in the loss: `AMSoftmax`, `AAMSoftmax`).
+  target class in the loss: `AMSoftmax`, `AAMSoftmax`);
+- `LossTerms`, the mix-in of every layer that adds a loss: it scales the
+  loss by the layer's weight before `add_loss` and logs each term it adds
+  as a metric (`<layer name>_loss`, or `<layer name>_<term>_loss`), so
+  that `model.fit` reports one column per term.
 """
 
 import math
@@ -23,6 +27,14 @@ import keras
 from keras import ops
 
 from keras_spk.utils import _checks
+
+try:  # Shape inference (`compute_output_spec`) runs `call` in this scope.
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+except ImportError:  # pragma: no cover - a Keras without it.
+
+    def in_symbolic_scope():
+        return False
+
 
 # Floor under squared norms before a square root or a division: keeps the
 # gradient finite for an all-zero embedding or class vector.
@@ -145,16 +157,109 @@ def cross_entropy(logits, targets):
 
 
 # --------------------------------------------------------------------------
+# Adding and logging losses.
+# --------------------------------------------------------------------------
+
+
+def loss_metric_name(layer_name, term=None):
+    """The logged name of a layer's loss term: `<layer>[_<term>]`, ending in `_loss`.
+
+    `("softmax_head", None)` -> `"softmax_head_loss"`, `("center_loss", None)`
+    -> `"center_loss"`, `("speaker_basis", "basis")` -> `"speaker_basis_basis_loss"`.
+    """
+    name = layer_name if term is None else f"{layer_name}_{term}"
+    return name if name.endswith("_loss") else f"{name}_loss"
+
+
+class LossTerms:
+    """Mix-in of the layers that add losses: weighting and per-term logging.
+
+    A layer lists its terms with `track_loss_terms(*terms)` in `__init__`
+    (`None` for a layer with a single term); each gets a float32
+    `keras.metrics.Mean` named by `loss_metric_name`, tracked by the layer,
+    so that `Model.metrics` collects it, `reset_metrics` clears it at each
+    epoch (and before `evaluate`), and `fit` / `evaluate` report it, under
+    `val_` for validation data, next to `loss`.
+
+    `add_weighted_loss` adds `weight * loss` with `add_loss` (the loss as
+    it is for weight 1, so that a model's training is unchanged; nothing
+    for weight 0) and updates each term's metric with its value as added,
+    weighted by the batch size as Keras weights `loss`: over an epoch the
+    logged terms then sum to the logged `loss`, less regularisation
+    penalties. The metrics read the terms through `stop_gradient` and draw
+    no random numbers, so logging changes neither the loss, nor the
+    gradients, nor the random stream. A term whose weight is 0 logs 0.
+
+    The metrics are updated on every call that adds a loss, eager or
+    compiled, training or not, except during shape inference. A layer
+    nested inside a sub-model is not collected by the outer model's
+    `metrics` (Keras skips the metrics of nested models).
+    """
+
+    def track_loss_terms(self, *terms):
+        if not terms:
+            terms = (None,)
+        self._loss_term_names = [("" if term is None else term) for term in terms]
+        for term in terms:
+            metric = keras.metrics.Mean(name=loss_metric_name(self.name, term), dtype="float32")
+            setattr(self, self._loss_metric_attribute(term), metric)
+
+    @staticmethod
+    def _loss_metric_attribute(term):
+        return "term_metric" if not term else f"{term}_term_metric"
+
+    def loss_metric(self, term=None):
+        """The `keras.metrics.Mean` logging `term` (`None`: the single term)."""
+        return getattr(self, self._loss_metric_attribute(term))
+
+    def add_weighted_loss(self, loss, reference, weight, terms=None):
+        """Adds `weight * loss` and logs it (or each of `terms` times `weight`).
+
+        Args:
+            loss: scalar float tensor, the layer's loss before `weight`.
+            reference: a tensor whose first axis is the batch (the logged
+                values are weighted by its size).
+            weight: Python float >= 0.
+            terms: optional dict `{term: scalar}` whose values add up to
+                `loss`, for a layer logging several terms; every term
+                given to `track_loss_terms` must be a key, or be absent
+                (then it logs 0).
+        """
+        names = [name or None for name in self._loss_term_names]
+        if terms is None:
+            terms = {names[0]: loss}
+        if weight == 0.0:
+            terms = {}
+        else:
+            if weight != 1.0:
+                loss = weight * loss
+                terms = {name: weight * value for name, value in terms.items()}
+            self.add_loss(loss)
+        if in_symbolic_scope():
+            return
+        batch_size = ops.cast(ops.shape(reference)[0], "float32")
+        for name in names:
+            value = terms.get(name)
+            value = ops.zeros((), "float32") if value is None else ops.stop_gradient(value)
+            self.loss_metric(name).update_state(ops.cast(value, "float32"), batch_size)
+
+
+# --------------------------------------------------------------------------
 # Base layer.
 # --------------------------------------------------------------------------
 
 
-class ClassWeightHead(keras.layers.Layer):
+class ClassWeightHead(LossTerms, keras.layers.Layer):
     """Owns the class weight matrix `kernel` of shape `(embedding_dim, num_classes)`.
 
     Subclasses implement `head_outputs(embeddings, labels, training)`
-    returning `(logits, loss or None)`. `call` splits the inputs, adds the
-    loss with `add_loss` when labels are given and returns the logits.
+    returning `(logits, loss or None)`. `call` splits the inputs, adds
+    `loss_weight * loss` with `add_loss` when labels are given, logs it as
+    `<layer name>_loss`, and returns the logits. A head adding several
+    terms lists them in `LOSS_TERMS` and returns `loss` as a dict
+    `{term: value}` (each value already carrying the head's own weight):
+    the terms are added up in order, from 0, and each is logged as
+    `<layer name>_<term>_loss`.
 
     Heads compute in float32 whatever the dtype policy (margins on cosines
     near 1 and the annealed SphereFace blend lose too much in float16);
@@ -162,17 +267,23 @@ class ClassWeightHead(keras.layers.Layer):
     `float32_weight`, and the logits are cast back to the compute dtype.
     """
 
+    # The terms a head logs; `None`: one term, named after the layer.
+    LOSS_TERMS = (None,)
+
     def __init__(
         self,
         num_classes,
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
+        loss_weight=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_classes = check_int("num_classes", num_classes, 1)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.loss_weight = check_real("loss_weight", loss_weight, minimum=0.0)
+        self.track_loss_terms(*self.LOSS_TERMS)
 
     def build(self, input_shape):
         dim = check_embedding_shape(self, embedding_shape(input_shape))
@@ -188,7 +299,12 @@ class ClassWeightHead(keras.layers.Layer):
         embeddings = ops.cast(embeddings, "float32")
         logits, loss = self.head_outputs(embeddings, labels, bool(training))
         if loss is not None:
-            self.add_loss(loss)
+            terms = None
+            if isinstance(loss, dict):
+                terms, loss = loss, ops.zeros((), dtype="float32")
+                for value in terms.values():
+                    loss = loss + value
+            self.add_weighted_loss(loss, embeddings, self.loss_weight, terms)
         return ops.cast(logits, self.compute_dtype)
 
     @staticmethod
@@ -213,6 +329,7 @@ class ClassWeightHead(keras.layers.Layer):
                 "num_classes": self.num_classes,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "loss_weight": self.loss_weight,
             }
         )
         return config
@@ -257,12 +374,14 @@ class CosineMarginHead(ClassWeightHead):
         margin=0.2,
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
+        loss_weight=1.0,
         **kwargs,
     ):
         super().__init__(
             num_classes,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
+            loss_weight=loss_weight,
             **kwargs,
         )
         self.scale = check_real("scale", scale, minimum=0.0, strict_minimum=True)

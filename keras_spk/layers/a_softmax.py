@@ -63,8 +63,9 @@ class ASoftmax(_heads.ClassWeightHead):
 
     The layer returns the plain logits `||e_i|| cos_ij` (no margin), so
     accuracy metrics and inference see the same scores for every class.
-    When labels are given it adds `L_A` with `add_loss`, so a model
-    compiled with `loss=None` trains on it.
+    When labels are given it adds `loss_weight * L_A` with `add_loss`,
+    so a model compiled with `loss=None` trains on it, and logs it as the
+    metric `<name>_loss`.
 
     Defaults are those of the SphereFace reference prototxt (m = 4,
     base 1000, gamma 0.12, power 1, lambda_min 5). The fpm paper (Jung et
@@ -83,6 +84,8 @@ class ASoftmax(_heads.ClassWeightHead):
         kernel_initializer: initializer for `W`, shape
             `(embedding_dim, num_classes)`. Defaults to `"glorot_uniform"`.
         kernel_regularizer: optional regularizer for `W` (weight decay).
+        loss_weight: non-negative float multiplying `L_A` when it is
+            added; 0 adds nothing. Defaults to `1.0`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -127,12 +130,14 @@ class ASoftmax(_heads.ClassWeightHead):
         lambda_min=5.0,
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
+        loss_weight=1.0,
         **kwargs,
     ):
         super().__init__(
             num_classes,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
+            loss_weight=loss_weight,
             **kwargs,
         )
         self.margin = _heads.check_int("margin", margin, 1)

@@ -30,8 +30,9 @@ class AAMSoftmax(_heads.CosineMarginHead):
 
     The layer returns the plain scaled cosines `s * cos_ij` (no margin), so
     accuracy metrics and inference see the same scores for every class.
-    When labels are given it adds `L_AAM` with `add_loss`, so a model
-    compiled with `loss=None` trains on it.
+    When labels are given it adds `loss_weight * L_AAM` with `add_loss`,
+    so a model compiled with `loss=None` trains on it, and logs it as the
+    metric `<name>_loss`.
 
     Args:
         num_classes: positive int, number of training speakers.
@@ -43,6 +44,8 @@ class AAMSoftmax(_heads.CosineMarginHead):
         kernel_initializer: initializer for `W`, shape
             `(embedding_dim, num_classes)`. Defaults to `"glorot_uniform"`.
         kernel_regularizer: optional regularizer for `W` (weight decay).
+        loss_weight: non-negative float multiplying `L_AAM` when it is
+            added; 0 adds nothing. Defaults to `1.0`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -79,6 +82,7 @@ class AAMSoftmax(_heads.CosineMarginHead):
         easy_margin=False,
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
+        loss_weight=1.0,
         **kwargs,
     ):
         super().__init__(
@@ -87,6 +91,7 @@ class AAMSoftmax(_heads.CosineMarginHead):
             margin=margin,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
+            loss_weight=loss_weight,
             **kwargs,
         )
         if self.margin >= math.pi / 2:

@@ -19,8 +19,9 @@ class AMSoftmax(_heads.CosineMarginHead):
 
     The layer returns the plain scaled cosines `s * cos_ij` (no margin), so
     accuracy metrics and inference see the same scores for every class.
-    When labels are given it adds `L_AMS` with `add_loss`, so a model
-    compiled with `loss=None` trains on it.
+    When labels are given it adds `loss_weight * L_AMS` with `add_loss`,
+    so a model compiled with `loss=None` trains on it, and logs it as the
+    metric `<name>_loss`.
 
     Args:
         num_classes: positive int, number of training speakers.
@@ -30,6 +31,8 @@ class AMSoftmax(_heads.CosineMarginHead):
         kernel_initializer: initializer for `W`, shape
             `(embedding_dim, num_classes)`. Defaults to `"glorot_uniform"`.
         kernel_regularizer: optional regularizer for `W` (weight decay).
+        loss_weight: non-negative float multiplying `L_AMS` when it is
+            added; 0 adds nothing. Defaults to `1.0`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:

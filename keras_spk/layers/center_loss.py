@@ -8,7 +8,7 @@ REDUCTIONS = ("sum", "mean")
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
-class CenterLoss(keras.layers.Layer):
+class CenterLoss(_heads.LossTerms, keras.layers.Layer):
     """Center loss: pulls each embedding towards a running center of its class.
 
     A pass-through layer: it returns the embeddings unchanged and, when
@@ -40,7 +40,9 @@ class CenterLoss(keras.layers.Layer):
     (Wen et al.'s Caffe layer).
 
     A model compiled with `loss=None` trains on the added loss together
-    with a head's (e.g. `SoftmaxHead` or `SpeakerBasis`).
+    with a head's (e.g. `SoftmaxHead` or `SpeakerBasis`). The term as added
+    (`loss_weight * L_C`) is logged as the metric `<name>` if the layer's
+    name ends in `_loss` (`center_loss` by default), else `<name>_loss`.
 
     Args:
         num_classes: positive int, number of training speakers.
@@ -50,6 +52,9 @@ class CenterLoss(keras.layers.Layer):
         reduction: `"sum"` (default) or `"mean"` over the batch.
         centers_initializer: initializer for the centers.
             Defaults to `"zeros"`.
+        loss_weight: non-negative float, a further factor on `L_C` (the
+            weight every loss layer takes, for objectives assembled from
+            several layers); 0 adds nothing. Defaults to `1.0`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -90,6 +95,7 @@ class CenterLoss(keras.layers.Layer):
         weight=1e-3,
         reduction="sum",
         centers_initializer="zeros",
+        loss_weight=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -98,6 +104,8 @@ class CenterLoss(keras.layers.Layer):
         self.weight = _heads.check_real("weight", weight, minimum=0.0)
         self.reduction = _checks.check_choice("reduction", reduction, REDUCTIONS)
         self.centers_initializer = keras.initializers.get(centers_initializer)
+        self.loss_weight = _heads.check_real("loss_weight", loss_weight, minimum=0.0)
+        self.track_loss_terms()
 
     def build(self, input_shape):
         dim = _heads.check_embedding_shape(self, _heads.embedding_shape(input_shape))
@@ -117,7 +125,7 @@ class CenterLoss(keras.layers.Layer):
         targets = _heads.one_hot(labels, self.num_classes)
         squared = ops.sum(ops.square(x - ops.matmul(targets, centers)), axis=-1)
         loss = 0.5 * (ops.sum(squared) if self.reduction == "sum" else ops.mean(squared))
-        self.add_loss(self.weight * loss)
+        self.add_weighted_loss(self.weight * loss, x, self.loss_weight)
         if training:
             counts = ops.expand_dims(ops.sum(targets, axis=0), -1)
             sums = ops.matmul(ops.transpose(targets), ops.stop_gradient(x))
@@ -139,6 +147,7 @@ class CenterLoss(keras.layers.Layer):
                 "weight": self.weight,
                 "reduction": self.reduction,
                 "centers_initializer": keras.initializers.serialize(self.centers_initializer),
+                "loss_weight": self.loss_weight,
             }
         )
         return config

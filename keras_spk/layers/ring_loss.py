@@ -5,7 +5,7 @@ from keras_spk.layers import _heads
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
-class RingLoss(keras.layers.Layer):
+class RingLoss(_heads.LossTerms, keras.layers.Layer):
     """Ring loss: soft normalisation of embedding norms to a learned radius.
 
     A pass-through layer: it returns the embeddings unchanged and adds
@@ -24,12 +24,18 @@ class RingLoss(keras.layers.Layer):
     passed (`[embeddings, labels]`, labels unused) so that it is reported by
     `evaluate` like the heads' losses. Called with embeddings alone and
     `training=False` (inference) it adds nothing. A model compiled with
-    `loss=None` trains on the added loss together with a head's.
+    `loss=None` trains on the added loss together with a head's. The term
+    as added (`loss_weight * L_R`) is logged as the metric `<name>` if the
+    layer's name ends in `_loss` (`ring_loss` by default), else
+    `<name>_loss`.
 
     Args:
         weight: non-negative float, the loss weight `lambda`.
             Defaults to `0.01` (Zheng et al.'s setting for face recognition).
         initial_radius: float, initial value of `R`. Defaults to `1.0`.
+        loss_weight: non-negative float, a further factor on `L_R` (the
+            weight every loss layer takes); 0 adds nothing.
+            Defaults to `1.0`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -60,10 +66,12 @@ class RingLoss(keras.layers.Layer):
             https://arxiv.org/abs/2004.03194)
     """
 
-    def __init__(self, weight=0.01, initial_radius=1.0, **kwargs):
+    def __init__(self, weight=0.01, initial_radius=1.0, loss_weight=1.0, **kwargs):
         super().__init__(**kwargs)
         self.weight = _heads.check_real("weight", weight, minimum=0.0)
         self.initial_radius = _heads.check_real("initial_radius", initial_radius)
+        self.loss_weight = _heads.check_real("loss_weight", loss_weight, minimum=0.0)
+        self.track_loss_terms()
 
     def build(self, input_shape):
         _heads.check_embedding_shape(self, _heads.embedding_shape(input_shape))
@@ -78,7 +86,8 @@ class RingLoss(keras.layers.Layer):
         if training or labels is not None:
             norms = _heads.l2_norm(ops.cast(embeddings, "float32"), axis=-1, keepdims=False)
             radius = ops.cast(self.radius, "float32")
-            self.add_loss(0.5 * self.weight * ops.mean(ops.square(norms - radius)))
+            loss = 0.5 * self.weight * ops.mean(ops.square(norms - radius))
+            self.add_weighted_loss(loss, norms, self.loss_weight)
         return embeddings
 
     def compute_output_shape(self, input_shape):
@@ -86,5 +95,11 @@ class RingLoss(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"weight": self.weight, "initial_radius": self.initial_radius})
+        config.update(
+            {
+                "weight": self.weight,
+                "initial_radius": self.initial_radius,
+                "loss_weight": self.loss_weight,
+            }
+        )
         return config

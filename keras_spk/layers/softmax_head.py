@@ -14,8 +14,10 @@ class SoftmaxHead(_heads.LinearHead):
     L_S = -(1 / M) * sum_i log(exp(logits[i, y_i]) / sum_j exp(logits[i, j]))
     ```
 
-    When labels are given the layer adds `L_S` with `add_loss`, so a model
-    compiled with `loss=None` trains on it (and `evaluate` reports it).
+    When labels are given the layer adds `loss_weight * L_S` with
+    `add_loss`, so a model compiled with `loss=None` trains on it (and
+    `evaluate` reports it), and logs it as the metric `<name>_loss`
+    (`softmax_head_loss` by default).
     Called with embeddings alone (inference) it only returns the logits.
 
     Args:
@@ -25,6 +27,8 @@ class SoftmaxHead(_heads.LinearHead):
             `(embedding_dim, num_classes)`. Defaults to `"glorot_uniform"`.
         bias_initializer: initializer for `b`. Defaults to `"zeros"`.
         kernel_regularizer: optional regularizer for `W` (weight decay).
+        loss_weight: non-negative float multiplying `L_S` when it is
+            added; 0 adds nothing. Defaults to `1.0`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -61,12 +65,14 @@ class SoftmaxHead(_heads.LinearHead):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         kernel_regularizer=None,
+        loss_weight=1.0,
         **kwargs,
     ):
         super().__init__(
             num_classes,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
+            loss_weight=loss_weight,
             **kwargs,
         )
         self.use_bias = _heads.check_bool("use_bias", use_bias)

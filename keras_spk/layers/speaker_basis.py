@@ -52,8 +52,11 @@ class SpeakerBasis(_heads.LinearHead):
     50 for VoxCeleb2).
 
     The layer returns the plain logits `W^T e_i + b`. When labels are given
-    it adds `L` with `add_loss`, so a model compiled with `loss=None`
-    trains on it.
+    it adds `loss_weight * L` with `add_loss`, so a model compiled with
+    `loss=None` trains on it, and logs its three terms, each as added
+    (`loss_weight * softmax_weight * L_S`, ...), as the metrics
+    `<name>_softmax_loss`, `<name>_basis_loss` and
+    `<name>_hard_negative_loss` (a term of weight 0 logs 0).
 
     Args:
         num_classes: int >= 2, number of training speakers `N`.
@@ -72,6 +75,8 @@ class SpeakerBasis(_heads.LinearHead):
             `(embedding_dim, num_classes)`. Defaults to `"glorot_uniform"`.
         bias_initializer: initializer for `b`. Defaults to `"zeros"`.
         kernel_regularizer: optional regularizer for `W` (weight decay).
+        loss_weight: non-negative float multiplying `L` (all three terms)
+            when it is added; 0 adds nothing. Defaults to `1.0`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -105,6 +110,8 @@ class SpeakerBasis(_heads.LinearHead):
           2019](https://arxiv.org/abs/1904.08104), eq. 2-3
     """
 
+    LOSS_TERMS = ("softmax", "basis", "hard_negative")
+
     def __init__(
         self,
         num_classes,
@@ -117,12 +124,14 @@ class SpeakerBasis(_heads.LinearHead):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         kernel_regularizer=None,
+        loss_weight=1.0,
         **kwargs,
     ):
         super().__init__(
             num_classes,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
+            loss_weight=loss_weight,
             **kwargs,
         )
         if self.num_classes < 2:
@@ -168,15 +177,16 @@ class SpeakerBasis(_heads.LinearHead):
         logits = self.linear_logits(embeddings)
         if labels is None:
             return logits, None
-        loss = ops.zeros((), dtype="float32")
+        # Summed in this order from 0 by the base class, then logged one by one.
+        terms = {}
         if self.softmax_weight > 0:
             targets = _heads.one_hot(labels, self.num_classes)
-            loss = loss + self.softmax_weight * _heads.cross_entropy(logits, targets)
+            terms["softmax"] = self.softmax_weight * _heads.cross_entropy(logits, targets)
         if self.basis_weight > 0:
-            loss = loss + self.basis_weight * self.basis_loss()
+            terms["basis"] = self.basis_weight * self.basis_loss()
         if self.hard_weight > 0:
-            loss = loss + self.hard_weight * self.hard_negative_loss(embeddings, labels)
-        return logits, loss
+            terms["hard_negative"] = self.hard_weight * self.hard_negative_loss(embeddings, labels)
+        return logits, terms
 
     def get_config(self):
         config = super().get_config()

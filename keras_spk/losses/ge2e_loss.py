@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_spk.layers import _heads
 from keras_spk.losses import _pairwise
 from keras_spk.utils import _checks
 
@@ -182,7 +183,7 @@ class GE2ELoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
-class GE2EHead(keras.layers.Layer):
+class GE2EHead(_heads.LossTerms, keras.layers.Layer):
     """Learnable GE2E scoring: owns `w > 0` and `b` and adds the GE2E loss.
 
     ```
@@ -199,12 +200,15 @@ class GE2EHead(keras.layers.Layer):
     scale needs variables, which a `keras.losses.Loss` cannot own: that is
     why the loss is split into this layer and the fixed-scale `GE2ELoss`.
     `w` carries a non-negative constraint and is clamped to at least 1e-6
-    when used.
+    when used. The loss is added times `loss_weight` and logged, as added,
+    as the metric `<name>_loss` (`ge2e_head_loss` by default).
 
     Args:
         init_w: positive float, initial `w`. Defaults to `10.0` (Wan et al.).
         init_b: float, initial `b`. Defaults to `-5.0` (Wan et al.).
         variant: `"softmax"` or `"sigmoid"`. Defaults to `"softmax"`.
+        loss_weight: non-negative float multiplying the added loss; 0 adds
+            nothing. Defaults to `1.0`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -231,11 +235,13 @@ class GE2EHead(keras.layers.Layer):
         - Heo et al., Interspeech 2019, eq. 6-8
     """
 
-    def __init__(self, init_w=10.0, init_b=-5.0, variant="softmax", **kwargs):
+    def __init__(self, init_w=10.0, init_b=-5.0, variant="softmax", loss_weight=1.0, **kwargs):
         super().__init__(**kwargs)
         self.init_w = _check_positive("init_w", init_w)
         self.init_b = _checks.check_finite_real("init_b", init_b)
         self.variant = _check_variant(variant)
+        self.loss_weight = _heads.check_real("loss_weight", loss_weight, minimum=0.0)
+        self.track_loss_terms()
 
     def build(self, input_shape):
         self._check_inputs_shape(input_shape)
@@ -268,7 +274,8 @@ class GE2EHead(keras.layers.Layer):
         embeddings = ops.cast(embeddings, "float32")
         labels = _pairwise.flat_labels(labels)
         scores = ge2e_similarity(labels, embeddings, w=self.w, b=self.b)
-        self.add_loss(ops.mean(_loss_from_scores(labels, scores, self.variant)))
+        loss = ops.mean(_loss_from_scores(labels, scores, self.variant))
+        self.add_weighted_loss(loss, embeddings, self.loss_weight)
         return ops.cast(scores, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -277,5 +284,12 @@ class GE2EHead(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"init_w": self.init_w, "init_b": self.init_b, "variant": self.variant})
+        config.update(
+            {
+                "init_w": self.init_w,
+                "init_b": self.init_b,
+                "variant": self.variant,
+                "loss_weight": self.loss_weight,
+            }
+        )
         return config

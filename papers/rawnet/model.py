@@ -35,8 +35,16 @@ it is used):
   (convolutions, GRU input and recurrent kernels, FC, output layer), not on
   biases or BN parameters, as in the code.
 - GRU: Keras 3 defaults (sigmoid gates, `reset_after=True`), the cuDNN
-  formulation. The authors' code used Keras 2's `hard_sigmoid` and
-  `reset_after=False` (3 * 1024 fewer biases). With `recurrent_dropout > 0`
+  formulation, by default. The authors' code used Keras 2's GRU: gates
+  through Keras 2's `hard_sigmoid`, `clip(0.2 x + 0.5, 0, 1)` (Keras 3's
+  `hard_sigmoid` is `clip(x / 6 + 0.5, 0, 1)`), and `reset_after=False`
+  (the reset gate applied before the recurrent projection, one bias per
+  gate: 3 * 1024 fewer parameters, 5,785,984 in the embedder as the
+  authors count); `build_rawnet(..., gru_reset_after=False,
+  gru_gate_activation="hard_sigmoid_keras2")` builds that GRU exactly. Either
+  setting keeps Keras off cuDNN (which needs sigmoid gates and
+  `reset_after=True`), and the ONNX export of `keras_spk.export` handles
+  only the default GRU with a dynamic time axis. With `recurrent_dropout > 0`
   (the paper's 0.3) Keras cannot use cuDNN and runs the generic RNN loop,
   also at inference; build with `recurrent_dropout=0.0` and load the same
   weights for fast embedding extraction (the outputs are identical, since
@@ -70,6 +78,7 @@ it is used):
 
 import keras
 
+from keras_spk.activations import hard_sigmoid_keras2
 from keras_spk.layers import CenterLoss
 from keras_spk.layers import PreEmphasis
 from keras_spk.layers import RawNetBlock
@@ -77,6 +86,8 @@ from keras_spk.layers import SpeakerBasis
 from keras_spk.utils import _checks
 
 FRONTEND_NAME = "rawnet_cnn"
+# The GRU's gate (recurrent) activation, by name.
+GRU_GATE_ACTIVATIONS = {"sigmoid": "sigmoid", "hard_sigmoid_keras2": hard_sigmoid_keras2}
 
 
 def _regularizer(l2):
@@ -313,6 +324,8 @@ def build_rawnet(
     basis_weight=5.0,
     basis_reduction="mean",
     kernel_initializer="he_normal",
+    gru_reset_after=True,
+    gru_gate_activation="sigmoid",
 ):
     """RawNet (Table 1) with its training objective, eq. 3.
 
@@ -340,6 +353,14 @@ def build_rawnet(
             Defaults to `5.0` (the authors' code, see the module docstring).
         basis_reduction: `"mean"` or `"sum"` over the pairs of bases.
             Defaults to `"mean"`.
+        gru_reset_after: bool, the GRU's `reset_after`: `True` (default,
+            Keras 3's and cuDNN's formulation, two biases per gate) or
+            `False` (Keras 2's default and the authors' code: the reset
+            gate multiplies the state before the recurrent projection, one
+            bias per gate).
+        gru_gate_activation: the GRU's gate (`recurrent_activation`)
+            function, `"sigmoid"` (default) or `"hard_sigmoid_keras2"`
+            (Keras 2's `clip(0.2 x + 0.5, 0, 1)`, the authors' code).
 
     Returns:
         `(trainer, embedder)`: the trainer maps `[waveform, labels]`
@@ -355,7 +376,15 @@ def build_rawnet(
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3, amsgrad=True), loss=None)
     trainer.fit(dataset)  # yields ((waveforms, labels),), 59,049-sample crops
     embeddings = embedder.predict_on_batch(utterance[None])  # a whole utterance
+    # The authors' Keras 2 GRU:
+    build_rawnet(1211, gru_reset_after=False, gru_gate_activation="hard_sigmoid_keras2")
     ```
+
+    `fit` logs the objective's terms next to `loss`: `center_loss`
+    (`lambda L_C`), `speaker_basis_softmax_loss` (`L_CE`),
+    `speaker_basis_basis_loss` (`basis_weight L_BS`) and
+    `speaker_basis_hard_negative_loss` (0: not used); `loss` also holds
+    the weight decay.
     """
     gru_units = _checks.check_positive_int("gru_units", gru_units)
     embedding_dim = _checks.check_positive_int("embedding_dim", embedding_dim)
@@ -365,6 +394,13 @@ def build_rawnet(
             f"Received: recurrent_dropout={recurrent_dropout!r}"
         )
     center_loss_weight = _checks.check_non_negative_real("center_loss_weight", center_loss_weight)
+    if not isinstance(gru_reset_after, bool):
+        raise ValueError(
+            f"`gru_reset_after` must be True or False. Received: gru_reset_after={gru_reset_after!r}"
+        )
+    gate_activation = GRU_GATE_ACTIVATIONS[
+        _checks.check_choice("gru_gate_activation", gru_gate_activation, tuple(GRU_GATE_ACTIVATIONS))
+    ]
 
     # === Layers ===
     frontend = rawnet_frontend(
@@ -377,6 +413,8 @@ def build_rawnet(
     )
     gru = keras.layers.GRU(
         gru_units,
+        recurrent_activation=gate_activation,
+        reset_after=gru_reset_after,
         recurrent_dropout=recurrent_dropout,
         kernel_regularizer=_regularizer(l2),
         recurrent_regularizer=_regularizer(l2),

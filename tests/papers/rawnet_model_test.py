@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_spk.activations import hard_sigmoid_keras2
 from papers.rawnet.model import build_rawnet
 from papers.rawnet.model import build_rawnet_cnn
 from papers.rawnet.model import rawnet_frontend
@@ -337,6 +338,176 @@ def test_pretraining_fit_step():
     history = trainer.fit([x, np.array([0, 1, 2, 0])], epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
     assert to_numpy(embedder(x)).shape == (4, 256)
+
+
+# --------------------------------------------------------------------------
+# 6. The authors' GRU (Keras 2: reset_after=False, hard_sigmoid gates).
+# --------------------------------------------------------------------------
+
+AUTHORS_GRU = {"gru_reset_after": False, "gru_gate_activation": "hard_sigmoid_keras2"}
+
+
+def test_authors_gru_embedder_has_the_authors_parameter_count():
+    # Table 1's embedder, from the counts of section 1:
+    #   CNN (strided conv + BN, six residual blocks):          1,719,040
+    #   GRU(1024) on 256 features, reset_after=False: per gate an input
+    #     kernel, a recurrent kernel and one bias,
+    #     3 * (256 * 1024 + 1024 * 1024 + 1024) =              3,935,232
+    #   FC(128): 1024 * 128 + 128 =                              131,200
+    #   its BN: 4 * 128 =                                            512
+    #   total                                                  5,785,984
+    # Keras 3's default reset_after=True has a second (recurrent) bias per
+    # gate: 3 gates * 1024 = 3,072 more.
+    gru = 3 * (256 * 1024 + 1024 * 1024 + 1024)
+    assert gru == 3_935_232
+    assert 1_719_040 + gru + 131_200 + 512 == 5_785_984
+    _, embedder = build_rawnet(1211, **AUTHORS_GRU)
+    assert embedder.count_params() == 5_785_984
+    _, default = build_rawnet(1211)
+    assert default.count_params() == 5_785_984 + 3 * 1024
+    gru_layer = embedder.get_layer("gru")
+    assert gru_layer.cell.reset_after is False
+    assert tuple(gru_layer.cell.bias.shape) == (3 * 1024,)
+
+
+def _keras2_gru_last_state(x, kernel, recurrent, bias):
+    """NumPy GRU of Keras 2 (reset_after=False, hard sigmoid gates), gates [z, r, h]."""
+    units = recurrent.shape[0]
+
+    def hard_sigmoid(v):
+        return np.clip(0.2 * v + 0.5, 0.0, 1.0)
+
+    w = np.split(kernel.astype("float64"), 3, axis=1)
+    u = np.split(recurrent.astype("float64"), 3, axis=1)
+    b = np.split(bias.astype("float64"), 3)
+    h = np.zeros((x.shape[0], units))
+    for t in range(x.shape[1]):
+        xt = x[:, t].astype("float64")
+        z = hard_sigmoid(xt @ w[0] + h @ u[0] + b[0])
+        r = hard_sigmoid(xt @ w[1] + h @ u[1] + b[1])
+        candidate = np.tanh(xt @ w[2] + (r * h) @ u[2] + b[2])
+        h = z * h + (1.0 - z) * candidate
+    return h
+
+
+def test_authors_gru_computes_keras_2_gru():
+    keras.utils.set_random_seed(12)
+    trainer, _ = build_rawnet(
+        NUM_SPEAKERS,
+        stackwise_filters=[8, 8, 16, 16, 16, 16],
+        strided_conv_filters=8,
+        gru_units=6,
+        embedding_dim=4,
+        recurrent_dropout=0.0,
+        **AUTHORS_GRU,
+    )
+    gru = trainer.get_layer("gru")
+    # Large enough weights that many gate inputs fall outside [-2.5, 2.5].
+    set_seeded_weights(gru, seed=13, scale=1.5)
+    # 6 * 3**7 samples: 6 frames after the strided convolution and six poolings.
+    frames = to_numpy(trainer.get_layer("rawnet_cnn")(_waveforms(2, 6 * 3**7, seed=14)))
+    assert frames.shape == (2, 6, 16)
+    frames = frames / np.std(frames)
+    kernel, recurrent, bias = (to_numpy(w) for w in gru.weights)
+    want = _keras2_gru_last_state(frames, kernel, recurrent, bias)
+    np.testing.assert_allclose(to_numpy(gru(frames)), want, rtol=1e-5, atol=1e-5)
+
+
+def test_authors_gru_model_survives_save_and_load(tmp_path):
+    keras.utils.set_random_seed(15)
+    _, embedder = build_rawnet(
+        NUM_SPEAKERS,
+        stackwise_filters=[8, 8, 16, 16, 16, 16],
+        strided_conv_filters=8,
+        gru_units=6,
+        embedding_dim=4,
+        **AUTHORS_GRU,
+    )
+    x = _waveforms(2, SHORT, seed=16)
+    embedder.save(tmp_path / "embedder.keras")
+    restored = keras.saving.load_model(tmp_path / "embedder.keras")
+    cell = restored.get_layer("gru").cell
+    assert cell.reset_after is False
+    assert cell.recurrent_activation is hard_sigmoid_keras2
+    np.testing.assert_allclose(
+        to_numpy(restored(x, training=False)), to_numpy(embedder(x, training=False)), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"gru_reset_after": "false"},
+        {"gru_reset_after": 0},
+        {"gru_gate_activation": "hard_sigmoid"},
+        {"gru_gate_activation": "tanh"},
+    ],
+)
+def test_bad_gru_settings_raise(kwargs):
+    with pytest.raises(ValueError, match="Received"):
+        build_rawnet(NUM_SPEAKERS, **kwargs)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="ONNX export needs PyTorch")
+def test_onnx_export_refuses_the_authors_gru_unless_fixed_length(tmp_path):
+    # export_onnx's one-node GRU is PyTorch's (reset applied after the
+    # recurrent projection, sigmoid gates); the authors' GRU is not, so a
+    # dynamic-length export is refused, naming the layer.
+    pytest.importorskip("onnxscript")
+    from keras_spk.export import export_onnx
+
+    for kwargs in (AUTHORS_GRU, {"gru_reset_after": False}):
+        _, embedder = build_rawnet(
+            NUM_SPEAKERS,
+            stackwise_filters=[8, 8, 16, 16, 16, 16],
+            strided_conv_filters=8,
+            gru_units=6,
+            embedding_dim=4,
+            **kwargs,
+        )
+        with pytest.raises(ValueError, match="gru"):
+            export_onnx(embedder, tmp_path / "rawnet.onnx")
+
+
+# --------------------------------------------------------------------------
+# 7. Per-term logging of eq. 3.
+# --------------------------------------------------------------------------
+
+
+def test_fit_logs_each_term_of_eq_3():
+    keras.utils.set_random_seed(17)
+    trainer, _ = build_rawnet(
+        NUM_SPEAKERS,
+        stackwise_filters=[8, 8, 16, 16, 16, 16],
+        strided_conv_filters=8,
+        gru_units=6,
+        embedding_dim=4,
+        l2=0.0,
+        recurrent_dropout=0.0,
+    )
+    x = _waveforms(4, SHORT, seed=18)
+    labels = np.array([0, 1, 2, 0])
+    # Learning rate 0: the epoch's single step sees the weights below.
+    trainer.compile(optimizer=keras.optimizers.SGD(0.0), loss=None)
+    trainer([x, labels], training=False)
+    centers = np.copy(to_numpy(trainer.get_layer("center_loss").centers))
+    history = trainer.fit([x, labels], epochs=1, batch_size=4, verbose=0).history
+    terms = [
+        "center_loss",
+        "speaker_basis_softmax_loss",
+        "speaker_basis_basis_loss",
+        "speaker_basis_hard_negative_loss",
+    ]
+    assert sorted(history) == sorted(["loss", *terms])
+    assert history["speaker_basis_hard_negative_loss"] == [0.0]
+    # No weight decay (l2=0): the terms add up to the loss.
+    np.testing.assert_allclose(sum(history[t][0] for t in terms), history["loss"][0], rtol=1e-5)
+    # lambda L_C by hand, on the embeddings of the training pass (BN in
+    # training mode: batch statistics), with the centers before the step.
+    embedding = keras.Model(trainer.inputs[0], trainer.get_layer("embedding").output)
+    e = to_numpy(embedding(x, training=True)).astype("float64")
+    want = 1e-3 * 0.5 * np.sum((e - centers[labels]) ** 2)
+    np.testing.assert_allclose(history["center_loss"][0], want, rtol=1e-4)
 
 
 if __name__ == "__main__":
