@@ -7,7 +7,7 @@ Subpackages are imported on first use so that, for example,
 from keras_spk.utils.lazy import lazy_module_exports
 from keras_spk.version import __version__
 
-_SUBPACKAGES = ("config", "data", "evaluation", "export", "layers", "losses", "metrics", "models", "recipe", "scoring", "utils")
+_SUBPACKAGES = ("activations", "config", "data", "evaluation", "export", "layers", "losses", "metrics", "models", "recipe", "scoring", "utils")
 
 __getattr__, __dir__, __all__ = lazy_module_exports(__name__, {}, submodules=_SUBPACKAGES)
 __all__ = ["__version__", *__all__]

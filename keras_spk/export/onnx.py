@@ -166,7 +166,13 @@ def _unexportable_recurrent_layers(model):
             and keras.activations.serialize(layer.cell.recurrent_activation) == "sigmoid"
         )
         if not standard_gru:
-            found.append(layer.name)
+            if isinstance(layer, keras.layers.GRU):  # say which setting keeps it off the fused path
+                found.append(
+                    f"{layer.name} (GRU with reset_after={layer.cell.reset_after}, recurrent_activation="
+                    f"{keras.activations.serialize(layer.cell.recurrent_activation)!r})"
+                )
+            else:
+                found.append(layer.name)
     return found
 
 
@@ -246,7 +252,7 @@ def export_onnx(
             f"{embedder.name!r} has recurrent layers {recurrent}: their PyTorch loop over time steps "
             "is unrolled by torch.export, so the ONNX graph would silently use only as many frames "
             f"as the {example_samples}-sample example (only standard GRUs export with a dynamic "
-            "time axis). Pass fixed_length=True (and example_samples=<the length you will feed>) "
+            "time axis: reset_after=True, tanh and sigmoid gates). Pass fixed_length=True (and example_samples=<the length you will feed>) "
             "for a fixed-length graph, or serve the SavedModel (keras_spk.export.export_saved_model), "
             "which takes any length."
         )

@@ -35,6 +35,7 @@ PRETRAIN_LOSSES = ("same", "softmax")
 # utterance needs 3**7 samples for one frame.
 MIN_SAMPLES = 3**7
 BASIS_REDUCTIONS = ("mean", "sum")
+GRU_GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid_keras2")
 
 
 def config_constraints():
@@ -66,6 +67,7 @@ def config_constraints():
         "model.stackwise_filters": list_of(positive, min_length=1, noun="filter counts"),
         "model.gru_units": positive,
         "model.recurrent_dropout": float_range(0, 1, include_max=False),
+        "model.gru_gate_activation": choice(GRU_GATE_ACTIVATIONS),
         "model.embedding_dim": positive,
         "model.leaky_relu_slope": non_negative,
         "model.pre_emphasis": float_range(0, 1),
@@ -90,6 +92,8 @@ def model_settings(config, recurrent_dropout=None):
         "stackwise_filters": tuple(model["stackwise_filters"]),
         "gru_units": model["gru_units"],
         "recurrent_dropout": model["recurrent_dropout"] if recurrent_dropout is None else recurrent_dropout,
+        "gru_reset_after": model["gru_reset_after"],
+        "gru_gate_activation": model["gru_gate_activation"],
         "embedding_dim": model["embedding_dim"],
         "leaky_relu_slope": model["leaky_relu_slope"],
         "pre_emphasis": model["pre_emphasis"],
@@ -104,7 +108,7 @@ def model_settings(config, recurrent_dropout=None):
 def cnn_settings(config, mode):
     """Keyword arguments of `build_rawnet_cnn` (pre-training with loss `mode`: same | softmax)."""
     settings = model_settings(config)
-    for key in ("gru_units", "recurrent_dropout", "embedding_dim"):
+    for key in ("gru_units", "recurrent_dropout", "embedding_dim", "gru_reset_after", "gru_gate_activation"):
         del settings[key]
     if mode == "softmax":
         settings.update(center_loss_weight=0.0, basis_weight=0.0)

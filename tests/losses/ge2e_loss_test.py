@@ -158,7 +158,7 @@ def test_head_learns_w_and_b_and_keeps_w_positive():
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.5 * losses[0], losses
     # evaluate() reports the added loss too.
-    evaluated = model.evaluate([x, labels], batch_size=len(x), verbose=0)
+    evaluated = model.evaluate([x, labels], batch_size=len(x), verbose=0, return_dict=True)["loss"]
     assert 0 < evaluated < losses[0]
     w, b = (float(to_numpy(v)) for v in (head.w, head.b))
     assert w != 10.0 and b != -5.0 and w >= 0.0

@@ -370,6 +370,21 @@ def test_authors_gru_embedder_has_the_authors_parameter_count():
     assert tuple(gru_layer.cell.bias.shape) == (3 * 1024,)
 
 
+def test_authors_gru_config_builds_the_authors_embedder():
+    # configs/rawnet_authors_gru.yaml through the recipe's own settings: the same count.
+    import os
+
+    from keras_spk.config import load_config
+    from papers.rawnet import train
+
+    config = load_config(
+        os.path.join(train.HERE, "configs", "rawnet_authors_gru.yaml"), defaults=train.DEFAULT_CONFIG
+    )
+    _, embedder = build_rawnet(1211, **train.model_settings(config))
+    assert embedder.count_params() == 5_785_984
+    assert train.model_settings(config)["gru_gate_activation"] == "hard_sigmoid_keras2"
+
+
 def _keras2_gru_last_state(x, kernel, recurrent, bias):
     """NumPy GRU of Keras 2 (reset_after=False, hard sigmoid gates), gates [z, r, h]."""
     units = recurrent.shape[0]
