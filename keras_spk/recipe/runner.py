@@ -85,7 +85,7 @@ def _stages_test(value, config):
     return True
 
 
-def _systems_test(value, config):
+def _systems_test(value, config, constraints=None):
     if not isinstance(value, list):
         return False
     names = []
@@ -100,6 +100,11 @@ def _systems_test(value, config):
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         return f"system name(s) {', '.join(repeated)} appear more than once."
+    if value and constraints is not None:
+        try:  # each system's own config, checked like the run's
+            system_configs(config, constraints)
+        except ConfigError as error:
+            return str(error)
     return True
 
 
@@ -169,6 +174,11 @@ def recipe_constraints(default_config, constraints=None):
     shared = {**CONSTRAINTS, **samplers.CONSTRAINTS, **evaluation.CONSTRAINTS}
     merged = {key: rule for key, rule in shared.items() if has_key(schema, key)}
     merged.update(constraints or {})
+    if "systems" in merged:  # each system's config is checked with all of them, at start-up
+        merged["systems"] = Constraint(
+            lambda value, config: _systems_test(value, config, merged),
+            "a list of systems, each {name: ..., and the config values it changes}",
+        )
     return merged
 
 

@@ -137,3 +137,45 @@ def test_trial_lists_are_optional_when_no_protocol_reads_them(corpus, tmp_path):
 
     with pytest.raises(RunError, match="give --trials"):
         toy_recipe.main(argv[:4] + ["--output", str(tmp_path / "other")])
+
+
+def test_a_bad_system_is_refused_before_any_folder(corpus, tmp_path):
+    from keras_spk.config import ConfigError
+
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"system 'b': unknown config key 'model.filter'"):
+        toy_recipe.main(data_args(corpus) + ["--output", str(out),
+            "--systems=[{name: a, model: {filters: 4}}, {name: b, model: {filter: 4}}]"])
+    with pytest.raises(ConfigError, match=r"system name\(s\) a appear more than once"):
+        toy_recipe.main(data_args(corpus) + ["--output", str(out),
+            "--systems=[{name: a, model: {filters: 4}}, {name: a, model: {filters: 8}}]"])
+    assert not out.exists()
+
+
+def test_protocols_come_from_a_registry_and_resume_one_by_one(corpus, tmp_path, monkeypatch):
+    from keras_spk.recipe import PROTOCOLS
+    from keras_spk.recipe import register_protocol
+
+    calls = []
+
+    @register_protocol("count_trials", needs_trials=True)
+    def count_trials(evaluation):
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise KeyboardInterrupt("stopped during the second protocol")
+        return [{"trial_list": name, "trials": len(t)} for name, t in evaluation.data.trial_lists.items()]
+
+    monkeypatch.setitem(PROTOCOLS, "count_trials", PROTOCOLS["count_trials"])
+    out = str(tmp_path / "run")
+    argv = data_args(corpus) + ["--output", out, "--evaluation.protocols=[utterance, count_trials]",
+                                "--stages.metric.epochs=0"]
+    with pytest.raises(KeyboardInterrupt):
+        toy_recipe.main(argv)
+    assert read_state(out)["stages"]["evaluation/utterance"] == "done"
+    written = os.path.getmtime(os.path.join(out, "results", "protocols", "utterance.json"))
+    run = toy_recipe.main(["--resume", out])
+    assert run.finished and calls == [0, 1]
+    # The finished protocol was read back, not computed again.
+    assert os.path.getmtime(os.path.join(out, "results", "protocols", "utterance.json")) == written
+    with open(os.path.join(out, "results", "protocols", "count_trials.json")) as f:
+        assert json.load(f)["rows"] == [{"trial_list": "trials", "trials": 18}]
