@@ -12,33 +12,12 @@ from keras_spk.inference import embed_waveforms
 from keras_spk.inference import find_min_samples
 from keras_spk.inference import model_sample_rate
 from keras_spk.layers import LogMelFilterbank
-from keras_spk.layers import PreEmphasis
-
-DIM = 8
-
-
-def build_tiny_embedder(seed=3):
-    """PreEmphasis -> LogMelFilterbank -> mean over frames -> Dense, seeded weights.
-
-    Without mean normalisation, so the embedding follows the long-term spectrum.
-    """
-    waveforms = keras.Input((None,), name="waveforms")
-    x = LogMelFilterbank(num_mel_bins=16, mean_normalization_window=None)(PreEmphasis(0.97)(waveforms))
-    x = keras.layers.GlobalAveragePooling1D()(x)
-    model = keras.Model(waveforms, keras.layers.Dense(DIM)(x))
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.normal(0.0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
-    return model
-
-
-def keras_embed(model, waveform):
-    return keras.ops.convert_to_numpy(model(waveform[None], training=False))[0]
-
-
-def tone(rng, samples, frequency, sample_rate=16000):
-    """A sine of `frequency` Hz plus a little noise, [samples] in [-1, 1]."""
-    t = np.arange(samples) / sample_rate
-    return 0.5 * np.sin(2 * np.pi * frequency * t) + 0.05 * rng.standard_normal(samples)
+from tests.helpers.embedders import DIM
+from tests.helpers.embedders import K
+from tests.helpers.embedders import build_tiny_embedder
+from tests.helpers.embedders import build_tiny_multi_embedder
+from tests.helpers.embedders import keras_embed
+from tests.helpers.embedders import tone
 
 
 def moments(waveforms):
@@ -228,22 +207,6 @@ def test_a_front_end_at_another_sample_rate_is_refused(wavs):
 
 
 # === Multi-identity embedders: [1, K, dim] per utterance ===
-
-K = 2
-
-
-def build_tiny_multi_embedder(seed=6):
-    """A mixture -> one embedding per speaker model: Conv1D front-end on samples,
-    mean over time, Dense to K * DIM, Reshape to (K, DIM); seeded weights."""
-    waveforms = keras.Input((None,), name="waveforms")
-    x = keras.layers.Reshape((-1, 1))(PreEmphasis(0.97)(waveforms))
-    x = keras.layers.Conv1D(6, 400, strides=160, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling1D()(x)
-    x = keras.layers.Dense(K * DIM)(x)
-    model = keras.Model(waveforms, keras.layers.Reshape((K, DIM))(x))
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.normal(0.0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
-    return model
 
 
 def two_speakers(x):

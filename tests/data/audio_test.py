@@ -18,6 +18,11 @@ from keras_spk.data import read_audio
 from keras_spk.data import resample
 from keras_spk.data import training_dataset
 from keras_spk.data import write_wav
+from tests.helpers.audio import chunk
+from tests.helpers.audio import fmt_payload
+from tests.helpers.audio import list_chunk
+from tests.helpers.audio import wav_bytes
+from tests.helpers.audio import write_bytes
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 # The fixtures hold 0.3 s of 0.5 * sin(2 pi 440 t) (see fixtures/README.md).
@@ -25,51 +30,9 @@ FIXTURE_FREQUENCY = 440.0
 FIXTURE_AMPLITUDE = 0.5
 FIXTURE_DURATION = 0.3
 
-# WAVE_FORMAT_EXTENSIBLE sub-format GUID tail (after the 2-byte format code).
-_GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
-
-
-# === Building WAV bytes by hand (independent of write_wav) ===
-def chunk(chunk_id, payload, declared=None):
-    size = len(payload) if declared is None else declared
-    pad = b"\x00" if len(payload) % 2 else b""
-    return chunk_id + struct.pack("<I", size) + payload + pad
-
-
-def fmt_payload(audio_format, channels, rate, bits, extensible=False):
-    block = channels * bits // 8
-    payload = struct.pack("<HHIIHH", 0xFFFE if extensible else audio_format, channels, rate,
-                          rate * block, block, bits)
-    if extensible:
-        mask = (1 << channels) - 1
-        payload += struct.pack("<HHIH", 22, bits, mask, audio_format) + _GUID_TAIL
-    return payload
-
-
-def wav_bytes(data, audio_format=1, channels=1, rate=16000, bits=16, extensible=False,
-              before_fmt=(), between=(), data_size=None):
-    """A RIFF/WAVE file: [chunks before fmt] fmt [chunks between] data."""
-    body = b"".join(before_fmt)
-    body += chunk(b"fmt ", fmt_payload(audio_format, channels, rate, bits, extensible))
-    body += b"".join(between)
-    # The data chunk is written last and without its pad byte, as writers do.
-    size = len(data) if data_size is None else data_size
-    body += b"data" + struct.pack("<I", size) + data
-    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
-
-
-def list_chunk(text=b"INFOISFT\x05\x00\x00\x00test\x00"):
-    return chunk(b"LIST", text)
-
 
 def decode_bytes(contents, sample_rate=16000):
     return decode_audio(tf.constant(contents), "<memory>", sample_rate).numpy()
-
-
-def write_bytes(path, contents):
-    path = pathlib.Path(path)
-    path.write_bytes(contents)
-    return str(path)
 
 
 def sine(n, rate, frequency=440.0, amplitude=0.5):

@@ -22,8 +22,8 @@ from keras_spk.data import resample
 from keras_spk.data import training_dataset
 from keras_spk.data import write_wav
 from keras_spk.data import audio
-from tests.data.audio_test import wav_bytes
-from tests.data.audio_test import write_bytes
+from tests.helpers.audio import wav_bytes
+from tests.helpers.audio import write_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

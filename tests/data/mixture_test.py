@@ -8,10 +8,10 @@ import pytest
 from keras_spk.data import MixtureSampler
 from keras_spk.data import mixture_dataset
 from keras_spk.data import write_wav
-from tests.data.pipeline_test import CROP
-from tests.data.pipeline_test import LENGTHS
-from tests.data.pipeline_test import SPEAKER_OF_FILE
-from tests.data.pipeline_test import coded_waveform
+from tests.helpers.audio import CROP
+from tests.helpers.audio import LENGTHS
+from tests.helpers.audio import SPEAKER_OF_FILE
+from tests.helpers.audio import coded_waveform
 
 
 @pytest.fixture(scope="module")

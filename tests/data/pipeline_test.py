@@ -13,16 +13,10 @@ from keras_spk.data import evaluation_dataset
 from keras_spk.data import pk_dataset
 from keras_spk.data import training_dataset
 from keras_spk.data import write_wav
-
-CROP = 400
-# File i holds the 16-bit integers (i + 1) * 1000 + t, t = 0 .. length - 1 (length < 1000):
-# every decoded sample names its file (value // 1000 - 1) and its position (value % 1000).
-LENGTHS = [150, 999, 400, 620, 90, 401, 333, 800, 250, 500, 712, 399]
-SPEAKER_OF_FILE = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]
-
-
-def coded_waveform(index, length):
-    return ((index + 1) * 1000 + np.arange(length)) / 32768.0
+from tests.helpers.audio import CROP
+from tests.helpers.audio import LENGTHS
+from tests.helpers.audio import SPEAKER_OF_FILE
+from tests.helpers.audio import coded_waveform
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import pytest
 
 from keras_spk import export
 from keras_spk.layers import PreEmphasis
-from tests.export.savedmodel_test import IDENTITIES
-from tests.export.savedmodel_test import build_multi_identity_embedder
-from tests.export.savedmodel_test import build_pooled_embedder
-from tests.export.savedmodel_test import build_small_embedder
-from tests.export.savedmodel_test import waveforms
+from tests.helpers.export import IDENTITIES
+from tests.helpers.export import build_multi_identity_embedder
+from tests.helpers.export import build_pooled_embedder
+from tests.helpers.export import build_small_embedder
+from tests.helpers.export import waveforms
 
 TORCH_ONLY = pytest.mark.skipif(
     keras.backend.backend() != "torch", reason="ONNX export runs under the PyTorch backend only"

@@ -6,11 +6,11 @@ import pytest
 
 from keras_spk.layers.a_softmax import ASoftmax
 from keras_spk.layers.a_softmax import angular_margin_psi
-from tests.layers.heads_helpers import LossProbe
-from tests.layers.heads_helpers import added_loss
-from tests.layers.heads_helpers import check_flat_labels_and_inference
-from tests.layers.heads_helpers import check_toy_problem_loss_decreases
-from tests.layers.heads_helpers import toy_problem
+from tests.helpers.heads import LossProbe
+from tests.helpers.heads import added_loss
+from tests.helpers.heads import check_flat_labels_and_inference
+from tests.helpers.heads import check_toy_problem_loss_decreases
+from tests.helpers.heads import toy_problem
 from tests.test_case import run_layer_test
 from tests.test_case import to_numpy
 

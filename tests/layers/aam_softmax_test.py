@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from keras_spk.layers.aam_softmax import AAMSoftmax
-from tests.layers.heads_helpers import LossProbe
-from tests.layers.heads_helpers import added_loss
-from tests.layers.heads_helpers import check_flat_labels_and_inference
-from tests.layers.heads_helpers import check_toy_problem_loss_decreases
+from tests.helpers.heads import LossProbe
+from tests.helpers.heads import added_loss
+from tests.helpers.heads import check_flat_labels_and_inference
+from tests.helpers.heads import check_toy_problem_loss_decreases
 from tests.test_case import run_layer_test
 from tests.test_case import to_numpy
 

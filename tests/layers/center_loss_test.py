@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from keras_spk.layers.center_loss import CenterLoss
-from tests.layers.heads_helpers import LossProbe
-from tests.layers.heads_helpers import toy_problem
+from tests.helpers.heads import LossProbe
+from tests.helpers.heads import toy_problem
 from tests.test_case import run_layer_test
 from tests.test_case import to_numpy
 

@@ -7,8 +7,8 @@ import pytest
 from keras_spk.layers import LogMelFilterbank
 from keras_spk.layers import mel_filterbank_matrix
 from keras_spk.layers import _framing
-from tests.layers.frontend_helpers import make_waveform
-from tests.layers.frontend_helpers import reference_sliding_mean
+from tests.helpers.frontend import make_waveform
+from tests.helpers.frontend import reference_sliding_mean
 from tests.test_case import to_numpy
 
 # ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 import keras_spk
 from keras_spk.layers import LossHead
 from keras_spk.layers import SoftmaxHead
-from tests.layers.heads_helpers import added_loss
+from tests.helpers.heads import added_loss
 from tests.test_case import to_numpy
 
 RNG = np.random.default_rng(3)

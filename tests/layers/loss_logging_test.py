@@ -15,8 +15,8 @@ from keras_spk.layers import SoftmaxHead
 from keras_spk.layers import SpeakerBasis
 from keras_spk.layers import _heads
 from keras_spk.losses import GE2EHead
-from tests.layers.heads_helpers import added_loss
-from tests.layers.heads_helpers import toy_problem
+from tests.helpers.heads import added_loss
+from tests.helpers.heads import toy_problem
 from tests.test_case import to_numpy
 
 RNG = np.random.default_rng(11)

@@ -7,10 +7,10 @@ from keras_spk.layers.learnable_dictionary_encoding import LearnableDictionaryEn
 from keras_spk.layers.multi_scale_aggregation import MultiScaleAggregation
 from keras_spk.layers.self_attentive_pooling import SelfAttentivePooling
 from keras_spk.layers.temporal_average_pooling import TemporalAveragePooling
-from tests.layers.feature_pyramid_test import np_bilinear
-from tests.layers.feature_pyramid_test import np_conv
-from tests.layers.feature_pyramid_test import np_crop_or_pad
-from tests.layers.feature_pyramid_test import np_transposed_conv
+from tests.helpers.numpy_reference import np_bilinear
+from tests.helpers.numpy_reference import np_conv
+from tests.helpers.numpy_reference import np_crop_or_pad
+from tests.helpers.numpy_reference import np_transposed_conv
 from tests.test_case import run_layer_test
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from keras_spk.layers.ring_loss import RingLoss
-from tests.layers.heads_helpers import LossProbe
+from tests.helpers.heads import LossProbe
 from tests.test_case import run_layer_test
 from tests.test_case import to_numpy
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from keras_spk.layers.speaker_basis import SpeakerBasis
-from tests.layers.heads_helpers import LossProbe
-from tests.layers.heads_helpers import check_toy_problem_loss_decreases
+from tests.helpers.heads import LossProbe
+from tests.helpers.heads import check_toy_problem_loss_decreases
 from tests.test_case import run_layer_test
 from tests.test_case import to_numpy
 

@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 
 from keras_spk.layers.temporal_average_pooling import TemporalAveragePooling
-from tests.layers.pooling_helpers import D
-from tests.layers.pooling_helpers import check_compute_mask_and_output_shape
-from tests.layers.pooling_helpers import check_keras_mask_from_masking_layer
-from tests.layers.pooling_helpers import check_lengths_ignore_padding_even_nan
-from tests.layers.pooling_helpers import check_mask_and_lengths_combine
-from tests.layers.pooling_helpers import check_toy_fit_reduces_loss
-from tests.layers.pooling_helpers import make_rows
-from tests.layers.pooling_helpers import pad
+from tests.helpers.pooling import D
+from tests.helpers.pooling import check_compute_mask_and_output_shape
+from tests.helpers.pooling import check_keras_mask_from_masking_layer
+from tests.helpers.pooling import check_lengths_ignore_padding_even_nan
+from tests.helpers.pooling import check_mask_and_lengths_combine
+from tests.helpers.pooling import check_toy_fit_reduces_loss
+from tests.helpers.pooling import make_rows
+from tests.helpers.pooling import pad
 from tests.test_case import run_layer_test
 from tests.test_case import to_numpy
 

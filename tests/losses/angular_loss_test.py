@@ -1,4 +1,3 @@
-import math
 
 import keras
 import numpy as np
@@ -6,34 +5,13 @@ import pytest
 
 from keras_spk.losses.angular_loss import AngularLoss
 from keras_spk.losses.angular_loss import angular_loss
-from tests.losses.triplet_loss_test import fit_history
-from tests.losses.triplet_loss_test import shuffled_batch
+from tests.helpers.metric_losses import fit_history
+from tests.helpers.metric_losses import reference_angular_loss
+from tests.helpers.metric_losses import shuffled_batch
 
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
-
-
-def reference_angular_loss(labels, x, alpha_degrees=45.0):
-    """Hinge on eq. 12 of Xu et al. (Wang et al. 2017), mean over (p, n) per anchor."""
-    labels = list(np.asarray(labels).reshape(-1))
-    x = np.asarray(x, "float64")
-    tan_squared = math.tan(math.radians(alpha_degrees)) ** 2
-    out = np.zeros(len(labels))
-    for a in range(len(labels)):
-        values = []
-        for p in range(len(labels)):
-            if p == a or labels[p] != labels[a]:
-                continue
-            x_c = (x[a] + x[p]) / 2.0
-            for n in range(len(labels)):
-                if labels[n] == labels[a]:
-                    continue
-                d_ap = np.sum((x[a] - x[p]) ** 2)
-                d_nc = np.sum((x[n] - x_c) ** 2)
-                values.append(max(0.0, d_ap - 4.0 * tan_squared * d_nc))
-        out[a] = np.mean(values) if values else 0.0
-    return out
 
 
 def test_hand_computed_example():

@@ -6,9 +6,9 @@ from keras_spk.losses.ge2e_loss import GE2EHead
 from keras_spk.losses.ge2e_loss import GE2ELoss
 from keras_spk.losses.ge2e_loss import ge2e_loss
 from keras_spk.losses.ge2e_loss import ge2e_similarity
-from tests.losses.triplet_loss_test import clustered_data
-from tests.losses.triplet_loss_test import fit_history
-from tests.losses.triplet_loss_test import shuffled_batch
+from tests.helpers.metric_losses import clustered_data
+from tests.helpers.metric_losses import fit_history
+from tests.helpers.metric_losses import shuffled_batch
 from tests.test_case import run_layer_test
 
 

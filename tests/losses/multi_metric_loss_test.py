@@ -5,11 +5,11 @@ import pytest
 from keras_spk.losses.multi_metric_loss import PAPER_WEIGHTS
 from keras_spk.losses.multi_metric_loss import MultiMetricLoss
 from keras_spk.losses.multi_metric_loss import multi_metric_loss
-from tests.losses.angular_loss_test import reference_angular_loss
-from tests.losses.npair_loss_test import reference_npair_loss
-from tests.losses.triplet_loss_test import clustered_data
-from tests.losses.triplet_loss_test import reference_triplet_loss
-from tests.losses.triplet_loss_test import shuffled_batch
+from tests.helpers.metric_losses import clustered_data
+from tests.helpers.metric_losses import reference_angular_loss
+from tests.helpers.metric_losses import reference_npair_loss
+from tests.helpers.metric_losses import reference_triplet_loss
+from tests.helpers.metric_losses import shuffled_batch
 
 
 def to_numpy(x):

@@ -4,41 +4,14 @@ import pytest
 
 from keras_spk.losses.npair_loss import NPairLoss
 from keras_spk.losses.npair_loss import npair_loss
-from tests.losses.triplet_loss_test import clustered_data
-from tests.losses.triplet_loss_test import fit_history
-from tests.losses.triplet_loss_test import shuffled_batch
+from tests.helpers.metric_losses import clustered_data
+from tests.helpers.metric_losses import fit_history
+from tests.helpers.metric_losses import reference_npair_loss
+from tests.helpers.metric_losses import shuffled_batch
 
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
-
-
-def reference_npair_loss(labels, x, l2_reg=0.002):
-    """Eq. 10 per anchor, with the tuplets of the cyclic views, as loops.
-
-    Rows of each speaker in batch order are its utterances 0, 1, ..., n-1;
-    anchor utterance r of speaker s is paired with utterance (r + 1) mod n
-    of every speaker: its own as the positive, the others' as negatives.
-    """
-    labels = list(np.asarray(labels).reshape(-1))
-    x = np.asarray(x, "float64")
-    rows = {s: [i for i, label in enumerate(labels) if label == s] for s in dict.fromkeys(labels)}
-    out = np.zeros(len(labels))
-    for i, s in enumerate(labels):
-        out[i] = l2_reg * x[i] @ x[i]
-        own = rows[s]
-        if len(own) < 2:
-            continue
-        r = own.index(i)
-        positive = own[(r + 1) % len(own)]
-        total = 0.0
-        for t, other in rows.items():
-            if t == s:
-                continue
-            negative = other[(r + 1) % len(other)]
-            total += np.exp(x[i] @ x[negative] - x[i] @ x[positive])
-        out[i] += np.log(1.0 + total)
-    return out
 
 
 def eq10(anchors, positives):

@@ -13,10 +13,10 @@ from keras_spk.data import read_audio
 from keras_spk.data import write_wav
 from keras_spk.layers._framing import frame_signal
 from keras_spk.scoring.embeddings import load_embeddings
-from tests.inference_test import build_tiny_embedder
-from tests.inference_test import build_tiny_multi_embedder
-from tests.inference_test import keras_embed
-from tests.inference_test import tone
+from tests.helpers.embedders import build_tiny_embedder
+from tests.helpers.embedders import build_tiny_multi_embedder
+from tests.helpers.embedders import keras_embed
+from tests.helpers.embedders import tone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
