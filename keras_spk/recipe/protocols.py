@@ -221,8 +221,6 @@ def _reference_rows(evaluation, trial_lists):
         )
         for row in list_rows:
             row.update(backend=REFERENCE_BACKEND, system=REFERENCE_LABEL, trial_list=list_name)
-            row.pop("fit_seconds", None)
-            row.pop("score_seconds", None)
         rows.extend(list_rows)
     return rows
 
