@@ -14,8 +14,8 @@ from papers.fpm.model import SYSTEMS
 from papers.fpm.model import build_fpm_model
 from papers.fpm.model import build_system
 from papers.fpm.model import default_levels
-from tests.export.savedmodel_test import check_serving_matches_keras
-from tests.export.savedmodel_test import keras_embed
+from tests.helpers.export import check_serving_matches_keras
+from tests.helpers.export import keras_embed
 from tests.test_case import to_numpy
 
 SAMPLE_RATE = 16000

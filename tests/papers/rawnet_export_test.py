@@ -22,7 +22,7 @@ import pytest
 
 from keras_spk import export
 from papers.rawnet.model import build_rawnet
-from tests.export.savedmodel_test import (
+from tests.helpers.export import (
     check_serving_matches_keras,
     keras_embed,
     saved_model_cli_show,
