@@ -371,7 +371,7 @@ def fit_stage(
     Args:
         run: the `keras_spk.recipe.Run`.
         stage: the stage's name, a folder name (e.g. `"pretrain"`).
-        model: a compiled `keras.Model`.
+        model: a `keras.Model`, compiled unless `optimizer` is given.
         make_dataset: callable `start_epoch -> dataset`, or `start_epoch ->
             (dataset, steps_per_epoch)` when `steps_per_epoch` is `None`
             (as `RecipeData.training_dataset` returns).
@@ -434,4 +434,3 @@ def fit_stage(
             )
     run.mark_stage_done(stage)
     return history
-
