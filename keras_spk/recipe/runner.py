@@ -373,6 +373,9 @@ def run_recipe(recipe, argv=None, callbacks=()):
                 results.append((name, finished_rows(system_run)))
                 print(f"[{name}] finished earlier; its results are in {system_run.join('results')}.")
                 continue
+            # Each system starts as a run of its own would: a fresh session (memory, layer
+            # names) and the seed.
+            keras.backend.clear_session()
             keras.utils.set_random_seed(config["seed"])
         context = run_stages(system_run, recipe.build_stage, data, callbacks=callbacks)
         min_samples = recipe.min_samples(config) if callable(recipe.min_samples) else recipe.min_samples

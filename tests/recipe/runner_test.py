@@ -122,6 +122,11 @@ def test_systems_and_two_trial_lists_make_one_table(corpus, tmp_path):
 
     names, _ = load_embeddings(os.path.join(out, "wide", "embeddings", "trials.npz"))
     assert len(names) == len(set(names)) == 9
+    # A system trains as a run of its own would: the same losses, epoch by epoch.
+    alone = str(tmp_path / "alone")
+    toy_recipe.main(data_args(corpus) + ["--output", alone, "--stages.metric.epochs=1", "--model.filters=4"])
+    for stage in ("softmax", "metric"):
+        assert read_log(os.path.join(out, "narrow"), stage) == read_log(alone, stage)
     # The reference row scores the same trials whatever the system (it learns nothing from them).
     reference = {(r["recipe_system"], r["trial_list"]): r["eer"] for r in rows if r["backend"] == "reference"}
     assert reference[("wide", "half")] == reference[("narrow", "half")]
