@@ -192,8 +192,8 @@ def _reference_rows(evaluation, trial_lists):
     Embeds the same training and trial utterances as the trained system
     with `keras_spk.models.feature_statistics_embedder` (mean and standard
     deviation of each log-mel band over the utterance), fits LDA on the
-    training speakers and scores by cosine, so it shows what an embedding
-    learns nothing about speakers gives on the same data.
+    training speakers and scores by cosine: what an embedding that was
+    never trained on speakers gives on the same data.
     """
     from keras_spk.models import feature_statistics_embedder
     from keras_spk.recipe.evaluation import backend_table
