@@ -186,7 +186,7 @@ REFERENCE_BACKEND = "reference"
 REFERENCE_LABEL = "log-mel mean+std, LDA, cosine (no training)"
 
 
-def _reference_rows(evaluation, trial_lists):
+def _reference_rows(evaluation):
     """The trivial reference system on every trial list: feature statistics, LDA, cosine.
 
     Embeds the same training and trial utterances as the trained system
@@ -196,7 +196,6 @@ def _reference_rows(evaluation, trial_lists):
     never trained on speakers gives on the same data.
     """
     from keras_spk.models import feature_statistics_embedder
-    from keras_spk.recipe.evaluation import backend_table
 
     settings = evaluation.settings
     config = evaluation.config
@@ -212,15 +211,40 @@ def _reference_rows(evaluation, trial_lists):
         )
         return []
     dim = min(X.shape[1], len(set(speakers)) - 1, settings.get("lda_dim") or X.shape[1])
+    rows = _score_trial_lists(
+        evaluation, embeddings, ["lda"], {"lda_dim": int(dim)}, ("results", "reference"), verbose=0
+    )
+    for row in rows:
+        row.update(backend=REFERENCE_BACKEND, system=REFERENCE_LABEL)
+    return rows
+
+
+def _score_trial_lists(evaluation, embeddings, backends, settings, folder, verbose):
+    """The back-ends fitted once and scored on every trial list; rows tagged with `trial_list`.
+
+    Each list's table, DET plot and fitted back-ends go to `<run>/<folder>/`
+    (`<folder>/<list>/` with several lists).
+    """
+    from keras_spk.recipe.evaluation import backend_table
+
+    trial_lists = evaluation.data.trial_lists
+    several = len(trial_lists) > 1
     rows, fitted = [], None
     for list_name, trials in trial_lists.items():
-        directory = evaluation.run.makedirs("results", "reference", *([list_name] if len(trial_lists) > 1 else []))
         list_rows, fitted = backend_table(
-            evaluation.run, embeddings, trials, ["lda"], settings={"lda_dim": int(dim)},
-            seed=config["seed"], directory=directory, fitted=fitted, quiet=True,
+            evaluation.run,
+            embeddings,
+            trials,
+            backends,
+            settings=settings,
+            seed=evaluation.config["seed"],
+            verbose=verbose,
+            directory=evaluation.run.makedirs(*folder, *([list_name] if several else [])),
+            fitted=fitted,
+            quiet=True,
         )
         for row in list_rows:
-            row.update(backend=REFERENCE_BACKEND, system=REFERENCE_LABEL, trial_list=list_name)
+            row["trial_list"] = list_name
         rows.extend(list_rows)
     return rows
 
@@ -229,47 +253,32 @@ def _reference_rows(evaluation, trial_lists):
 def utterance_protocol(evaluation):
     """Whole-utterance embeddings scored by every back-end, on every trial list, with a reference row."""
     from keras_spk.recipe.evaluation import backend_settings
-    from keras_spk.recipe.evaluation import backend_table
     from keras_spk.scoring import format_table
     from keras_spk.utils.files import write_result_files
 
     settings = evaluation.settings
-    config = evaluation.config
-    trial_lists = evaluation.data.trial_lists
-    embeddings = evaluation.embeddings()
-    several = len(trial_lists) > 1
-    rows, fitted = [], None
-    for list_name, trials in trial_lists.items():
-        directory = evaluation.run.makedirs("results", list_name) if several else None
-        list_rows, fitted = backend_table(
-            evaluation.run,
-            embeddings,
-            trials,
-            settings["backends"],
-            settings=backend_settings(settings),
-            seed=config["seed"],
-            verbose=settings["verbose"],
-            directory=directory,
-            fitted=fitted,
-            quiet=True,
-        )
-        for row in list_rows:
-            row["trial_list"] = list_name
-        rows.extend(list_rows)
+    rows = _score_trial_lists(
+        evaluation,
+        evaluation.embeddings(),
+        settings["backends"],
+        backend_settings(settings),
+        ("results",),
+        verbose=settings["verbose"],
+    )
     if settings["reference"]:
-        rows.extend(_reference_rows(evaluation, trial_lists))
+        rows.extend(_reference_rows(evaluation))
     import keras
 
     metadata = {"keras_backend": keras.backend.backend(), "run": os.path.abspath(evaluation.run.path)}
-    table = format_table(_for_table(rows, several))
+    table = format_table(table_rows(rows))
     write_result_files(evaluation.run.makedirs("results"), table, rows, metadata=metadata)
     print("\n" + table)
     return rows
 
 
-def _for_table(rows, several_lists):
-    """Rows as `format_table` shows them: without the list name when there is one list."""
-    if several_lists:
+def table_rows(rows):
+    """Rows as `format_table` shows them: without the list name when they are of one list."""
+    if len({row.get("trial_list") for row in rows}) > 1:
         return rows
     return [{k: v for k, v in row.items() if k != "trial_list"} for row in rows]
 

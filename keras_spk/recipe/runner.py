@@ -322,6 +322,7 @@ def _merged_results(run, results):
     """Writes the systems' `utterance` rows as one table into `<run>/results/`."""
     import keras
 
+    from keras_spk.recipe.protocols import table_rows
     from keras_spk.scoring import format_table
     from keras_spk.utils.files import write_result_files
 
@@ -331,9 +332,7 @@ def _merged_results(run, results):
             rows.append({"recipe_system": system, **row})
     if not rows:
         return None
-    several_lists = len({row.get("trial_list") for row in rows}) > 1
-    shown = rows if several_lists else [{k: v for k, v in r.items() if k != "trial_list"} for r in rows]
-    table = format_table(shown)
+    table = format_table(table_rows(rows))
     metadata = {"keras_backend": keras.backend.backend(), "run": os.path.abspath(run.path)}
     write_result_files(run.makedirs("results"), table, rows, metadata=metadata)
     print(f"\nAll systems ({len(results)}):\n{table}")
