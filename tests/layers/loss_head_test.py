@@ -137,3 +137,17 @@ def test_two_term_trainer_reduces_each_term():
         assert history[term][-1] < 0.8 * history[term][0], (term, history[term])
     total = np.array(history["softmax_head_loss"]) + np.array(history["triplet_loss"])
     np.testing.assert_allclose(total, history["loss"], rtol=1e-5)
+
+
+def _backend_case():
+    from keras_spk.losses import TripletLoss
+    from tests.helpers.heads import LossProbe
+
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(8, 6)).astype("float32")
+    y = np.repeat(np.arange(4), 2).astype("int32")
+    head = LossHead(TripletLoss(margin=0.5, distance="cosine"), weight=0.5)
+    return LossProbe(head), [x, y], {"training": True}
+
+
+BACKEND_CASES = {"output and weighted loss": _backend_case}

@@ -186,3 +186,28 @@ def test_logging_changes_no_weight_and_no_random_draw(monkeypatch):
     assert silent_history["loss"] == history["loss"]
     for a, b in zip(logged, silent):
         np.testing.assert_array_equal(a, b)
+
+
+class TermProbe(keras.layers.Layer):
+    """Calls a loss layer once and returns the value each of its term metrics logged."""
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = layer
+
+    def call(self, inputs, training=None):
+        for metric in self.inner.metrics:  # this call's terms only (the harness calls twice)
+            metric.reset_state()
+        self.inner(inputs, training=training)
+        return {metric.name: metric.result() for metric in self.inner.metrics}
+
+
+def _backend_case():
+    rng = np.random.default_rng(23)
+    x = rng.normal(size=(6, 8)).astype("float32")
+    y = rng.integers(0, 7, size=(6,)).astype("int32")
+    head = SpeakerBasis(7, basis_weight=0.5, hard_weight=1.0, num_hard=3, loss_weight=0.5)
+    return TermProbe(head), [x, y], {"training": True}
+
+
+BACKEND_CASES = {"logged terms": _backend_case}
