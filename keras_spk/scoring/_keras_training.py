@@ -18,9 +18,9 @@ from keras_spk.utils._checks import check_positive_int
 from keras_spk.utils._checks import check_positive_real
 from keras_spk.utils._checks import is_int
 
-# Rows per forward pass at prediction time (memory bound only; no effect on
-# results beyond float rounding).
-PREDICT_CHUNK = 8192
+# Rows per forward pass at prediction time. Every pass has this shape (the last
+# one padded), so a row's output does not depend on the rows scored with it.
+PREDICT_CHUNK = 1024
 
 
 def check_hidden_units(hidden_units, allow_empty=False):
@@ -155,8 +155,15 @@ def predict_in_chunks(model, x, chunk_size=PREDICT_CHUNK):
     """
     import keras
 
-    chunks = [
-        keras.ops.convert_to_numpy(model(x[i : i + chunk_size], training=False))
-        for i in range(0, x.shape[0], chunk_size)
-    ]
+    # Every pass has the same shape: the last chunk is padded with zero rows. A float32
+    # matrix product may take another kernel (another summation order) for another number
+    # of rows, so without it a row's score would depend on how many rows came with it.
+    n, size = x.shape[0], chunk_size
+    chunks = []
+    for i in range(0, n, size):
+        rows = x[i : i + size]
+        if rows.shape[0] < size:
+            rows = np.concatenate([rows, np.zeros((size - rows.shape[0],) + rows.shape[1:], rows.dtype)])
+        output = keras.ops.convert_to_numpy(model(rows, training=False))
+        chunks.append(output[: min(size, n - i)])
     return np.concatenate(chunks, axis=0).astype(np.float64)
