@@ -12,18 +12,13 @@ from tests.helpers.audio import CROP
 from tests.helpers.audio import LENGTHS
 from tests.helpers.audio import SPEAKER_OF_FILE
 from tests.helpers.audio import coded_waveform
+from tests.helpers.audio import write_coded_corpus
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     # The coded files of pipeline_test: every sample names its file and position.
-    root = tmp_path_factory.mktemp("mixture")
-    paths = []
-    for i, n in enumerate(LENGTHS):
-        path = root / f"utt{i:02d}.wav"
-        write_wav(path, coded_waveform(i, n), 16000)
-        paths.append(str(path))
-    return paths
+    return write_coded_corpus(tmp_path_factory.mktemp("mixture"))
 
 
 def windows(index):

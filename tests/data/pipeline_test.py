@@ -17,17 +17,12 @@ from tests.helpers.audio import CROP
 from tests.helpers.audio import LENGTHS
 from tests.helpers.audio import SPEAKER_OF_FILE
 from tests.helpers.audio import coded_waveform
+from tests.helpers.audio import write_coded_corpus
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    paths = []
-    for i, n in enumerate(LENGTHS):
-        path = root / f"utt{i:02d}.wav"
-        write_wav(path, coded_waveform(i, n), 16000)
-        paths.append(str(path))
-    return paths
+    return write_coded_corpus(tmp_path_factory.mktemp("pipeline"))
 
 
 def decode_crop(crop):

@@ -20,6 +20,18 @@ def coded_waveform(index, length):
     return ((index + 1) * 1000 + np.arange(length)) / 32768.0
 
 
+def write_coded_corpus(root):
+    """Writes one 16-kHz WAV per `LENGTHS` entry (`coded_waveform`) into `root`; returns the paths."""
+    from keras_spk.data import write_wav
+
+    paths = []
+    for i, n in enumerate(LENGTHS):
+        path = pathlib.Path(root) / f"utt{i:02d}.wav"
+        write_wav(path, coded_waveform(i, n), 16000)
+        paths.append(str(path))
+    return paths
+
+
 # === Building WAV bytes by hand (independent of write_wav) ===
 # WAVE_FORMAT_EXTENSIBLE sub-format GUID tail (after the 2-byte format code).
 _GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
