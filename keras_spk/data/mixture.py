@@ -21,6 +21,7 @@ from keras_spk.data.pipeline import _check_start_epoch
 from keras_spk.data.pipeline import _read_and_crop
 from keras_spk.data.pipeline import _sampled_stream
 from keras_spk.data.pipeline import _seeds
+from keras_spk.data.sampler import MAX_MIXTURES_PER_EPOCH
 from keras_spk.data.sampler import draw_positions
 from keras_spk.utils._checks import is_int
 from keras_spk.utils._checks import is_real
@@ -218,9 +219,10 @@ def _mixture_dataset(
             raise ValueError(f"{name} must be an int >= 1. Received: {name}={value!r}")
     if mixtures_per_epoch is None:
         mixtures_per_epoch = len(paths)
-    elif not is_int(mixtures_per_epoch) or mixtures_per_epoch < 1:
+    elif not is_int(mixtures_per_epoch) or not 1 <= mixtures_per_epoch <= MAX_MIXTURES_PER_EPOCH:
         raise ValueError(
-            "mixtures_per_epoch must be None (one per file) or an int >= 1. "
+            f"mixtures_per_epoch must be None (one per file) or an int from 1 to "
+            f"{MAX_MIXTURES_PER_EPOCH:,} (an epoch's pairings are drawn at once). "
             f"Received: mixtures_per_epoch={mixtures_per_epoch!r}"
         )
     steps = int(mixtures_per_epoch) // int(batch_size)

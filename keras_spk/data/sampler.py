@@ -40,6 +40,14 @@ def draw_positions(rng, sizes, count):
     return out
 
 
+# The most batches an epoch may have: its indices are drawn at once ([steps, P*K] int64;
+# 100,000 batches of 128 rows are 100 MB, ten passes over VoxCeleb2).
+MAX_STEPS_PER_EPOCH = 100_000
+# The most mixtures an epoch may have ([mixtures, K] pairings drawn at once: 10 M of 2
+# speakers are 160 MB, about 8,000 hours of 3-s mixtures).
+MAX_MIXTURES_PER_EPOCH = 10_000_000
+
+
 class PKSampler:
     """Draws batches of P speakers with K utterances each.
 
@@ -84,9 +92,12 @@ class PKSampler:
                     "num_speakers and num_utterances must be ints >= 1. "
                     f"Received: {name}={value!r}"
                 )
-        if steps_per_epoch is not None and (not is_int(steps_per_epoch) or steps_per_epoch < 1):
+        if steps_per_epoch is not None and (
+            not is_int(steps_per_epoch) or not 1 <= steps_per_epoch <= MAX_STEPS_PER_EPOCH
+        ):
             raise ValueError(
-                "steps_per_epoch must be None (one pass over the utterances) or an int >= 1. "
+                "steps_per_epoch must be None (one pass over the utterances) or an int from 1 to "
+                f"{MAX_STEPS_PER_EPOCH:,} (an epoch's indices are drawn at once). "
                 f"Received: steps_per_epoch={steps_per_epoch!r}"
             )
         self.speakers, inverse = np.unique(labels, return_inverse=True)

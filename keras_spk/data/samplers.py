@@ -23,6 +23,8 @@ import math
 from keras_spk.config import Constraint
 from keras_spk.config import choice
 from keras_spk.config import int_range
+from keras_spk.data.sampler import MAX_MIXTURES_PER_EPOCH
+from keras_spk.data.sampler import MAX_STEPS_PER_EPOCH
 from keras_spk.utils._checks import is_real
 from keras_spk.utils.registry import did_you_mean
 
@@ -214,12 +216,12 @@ CONSTRAINTS = {
     "data.sampler": choice(lambda: sorted(SAMPLERS)),
     "data.pk.num_speakers": int_range(min=1),
     "data.pk.num_utterances": int_range(min=1),
-    "data.pk.steps_per_epoch": int_range(min=1, allow_none=True),
+    "data.pk.steps_per_epoch": int_range(min=1, max=MAX_STEPS_PER_EPOCH, allow_none=True),
     "data.mixture.num_speakers": int_range(min=2),
     "data.mixture.sir_db": Constraint(
         _sir_range, "a list of two numbers [lo, hi] in dB with lo <= hi"
     ),
-    "data.mixture.mixtures_per_epoch": int_range(min=1, allow_none=True),
+    "data.mixture.mixtures_per_epoch": int_range(min=1, max=MAX_MIXTURES_PER_EPOCH, allow_none=True),
     "data.mixture.return_sources": Constraint(
         lambda value, config: isinstance(value, bool), "true or false"
     ),

@@ -227,7 +227,7 @@ def test_constraints_accept_the_defaults_and_report_bad_values(tmp_path):
     assert len(lines) == 8  # one per key
     message = str(info.value)
     assert "'data.sampler' must be one of mixture, pk, random, got 'pks'. Did you mean 'pk'?" in message
-    assert "'data.pk.steps_per_epoch' must be null or an int >= 1, got 0" in message
+    assert "'data.pk.steps_per_epoch' must be null or an int from 1 to 100000, got 0" in message
     assert "'data.mixture.num_speakers' must be an int >= 2, got 1" in message
     assert "'data.mixture.sir_db' must be a list of two numbers [lo, hi] in dB with lo <= hi, " \
            "got [5, -5]. Its low end 5 is above its high end -5." in message
@@ -248,3 +248,17 @@ def test_constraints_accept_the_defaults_and_report_bad_values(tmp_path):
     with pytest.raises(ConfigError, match="override --data.mixture.sir_db: .*got \\[3, 1\\]"):
         load_config(path, ["--data.mixture.sir_db=[3, 1]"], defaults=DEFAULTS,
                     constraints=CONSTRAINTS)
+
+
+def test_epoch_sizes_are_bounded_since_an_epoch_is_drawn_at_once():
+    from keras_spk.data import PKSampler
+    from keras_spk.data import mixture_dataset
+    from keras_spk.data.sampler import MAX_MIXTURES_PER_EPOCH
+    from keras_spk.data.sampler import MAX_STEPS_PER_EPOCH
+
+    labels = [0, 0, 1, 1, 2, 2]
+    assert len(PKSampler(labels, 2, 2, steps_per_epoch=MAX_STEPS_PER_EPOCH)) == MAX_STEPS_PER_EPOCH
+    with pytest.raises(ValueError, match=r"steps_per_epoch must be None .* int from 1 to 100,000"):
+        PKSampler(labels, 2, 2, steps_per_epoch=MAX_STEPS_PER_EPOCH + 1)
+    with pytest.raises(ValueError, match=r"mixtures_per_epoch must be None .* int from 1 to 10,000,000"):
+        mixture_dataset(["a.wav"] * 6, labels, 100, 2, mixtures_per_epoch=MAX_MIXTURES_PER_EPOCH + 1)
