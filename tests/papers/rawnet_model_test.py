@@ -345,6 +345,13 @@ def test_pretraining_fit_step():
 # --------------------------------------------------------------------------
 
 AUTHORS_GRU = {"gru_reset_after": False, "gru_gate_activation": "hard_sigmoid_keras2"}
+# A RawNet small enough to check its GRU and its loss terms by hand.
+SMALL_GRU_MODEL = {
+    "stackwise_filters": [8, 8, 16, 16, 16, 16],
+    "strided_conv_filters": 8,
+    "gru_units": 6,
+    "embedding_dim": 4,
+}
 
 
 def test_authors_gru_embedder_has_the_authors_parameter_count():
@@ -409,10 +416,7 @@ def test_authors_gru_computes_keras_2_gru():
     keras.utils.set_random_seed(12)
     trainer, _ = build_rawnet(
         NUM_SPEAKERS,
-        stackwise_filters=[8, 8, 16, 16, 16, 16],
-        strided_conv_filters=8,
-        gru_units=6,
-        embedding_dim=4,
+        **SMALL_GRU_MODEL,
         recurrent_dropout=0.0,
         **AUTHORS_GRU,
     )
@@ -432,10 +436,7 @@ def test_authors_gru_model_survives_save_and_load(tmp_path):
     keras.utils.set_random_seed(15)
     _, embedder = build_rawnet(
         NUM_SPEAKERS,
-        stackwise_filters=[8, 8, 16, 16, 16, 16],
-        strided_conv_filters=8,
-        gru_units=6,
-        embedding_dim=4,
+        **SMALL_GRU_MODEL,
         **AUTHORS_GRU,
     )
     x = _waveforms(2, SHORT, seed=16)
@@ -474,10 +475,7 @@ def test_onnx_export_refuses_the_authors_gru_unless_fixed_length(tmp_path):
     for kwargs in (AUTHORS_GRU, {"gru_reset_after": False}):
         _, embedder = build_rawnet(
             NUM_SPEAKERS,
-            stackwise_filters=[8, 8, 16, 16, 16, 16],
-            strided_conv_filters=8,
-            gru_units=6,
-            embedding_dim=4,
+            **SMALL_GRU_MODEL,
             **kwargs,
         )
         with pytest.raises(ValueError, match="gru"):
@@ -493,10 +491,7 @@ def test_fit_logs_each_term_of_eq_3():
     keras.utils.set_random_seed(17)
     trainer, _ = build_rawnet(
         NUM_SPEAKERS,
-        stackwise_filters=[8, 8, 16, 16, 16, 16],
-        strided_conv_filters=8,
-        gru_units=6,
-        embedding_dim=4,
+        **SMALL_GRU_MODEL,
         l2=0.0,
         recurrent_dropout=0.0,
     )
