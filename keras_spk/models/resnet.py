@@ -100,6 +100,16 @@ def _projection_shortcut(x, filters, strides, name, kernel_initializer, kernel_r
     return _batch_norm(f"{name}_0_bn")(x)
 
 
+ACTIVATIONS = ("relu", "leaky_relu")
+
+
+def _activation(activation, negative_slope, name):
+    """The block's nonlinearity as a layer: ReLU, or leaky ReLU with `negative_slope`."""
+    if activation == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=negative_slope, name=name)
+    return keras.layers.ReLU(name=name)
+
+
 def _batch_norm(name):
     return keras.layers.BatchNormalization(
         epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, name=name
@@ -114,12 +124,14 @@ def apply_basic_block(
     squeeze_excitation_ratio=16,
     kernel_initializer="he_normal",
     kernel_regularizer=None,
+    activation="relu",
+    negative_slope=0.3,
     name="block",
 ):
     """Two 3x3 convolutions with a residual connection (He et al., 2016, Fig. 2).
 
     ```
-    y = relu(x' + SE(BN(conv3x3(relu(BN(conv3x3_s(x)))))))
+    y = relu(x' + SE(BN(conv3x3(relu(BN(conv3x3_s(x)))))))     (or leaky ReLU)
     x' = x, or BN(conv1x1_s(x)) when the stride or the channels change
     ```
 
@@ -133,6 +145,9 @@ def apply_basic_block(
         squeeze_excitation_ratio: positive int, its reduction ratio.
         kernel_initializer: initializer of the convolution kernels.
         kernel_regularizer: optional regularizer of the convolution kernels.
+        activation: `"relu"` or `"leaky_relu"`, the nonlinearity written
+            `relu` above.
+        negative_slope: float >= 0, the leaky ReLU's slope.
         name: prefix of the layer names.
 
     Returns:
@@ -147,13 +162,13 @@ def apply_basic_block(
         shortcut = _projection_shortcut(x, filters, strides, name, **conv_kwargs)
     x = _conv(filters, 3, strides, f"{name}_1_conv", **conv_kwargs)(x)
     x = _batch_norm(f"{name}_1_bn")(x)
-    x = keras.layers.ReLU(name=f"{name}_1_relu")(x)
+    x = _activation(activation, negative_slope, f"{name}_1_relu")(x)
     x = _conv(filters, 3, 1, f"{name}_2_conv", **conv_kwargs)(x)
     x = _batch_norm(f"{name}_2_bn")(x)
     if use_squeeze_excitation:
         x = SqueezeExcitation(ratio=squeeze_excitation_ratio, name=f"{name}_se")(x)
     x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
-    return keras.layers.ReLU(name=f"{name}_out")(x)
+    return _activation(activation, negative_slope, f"{name}_out")(x)
 
 
 def apply_bottleneck_block(
@@ -164,6 +179,8 @@ def apply_bottleneck_block(
     squeeze_excitation_ratio=16,
     kernel_initializer="he_normal",
     kernel_regularizer=None,
+    activation="relu",
+    negative_slope=0.3,
     name="block",
 ):
     """1x1, 3x3 (strided), 1x1 convolutions with a residual connection (4x expansion).
@@ -189,16 +206,16 @@ def apply_bottleneck_block(
         shortcut = _projection_shortcut(x, out_filters, strides, name, **conv_kwargs)
     x = _conv(filters, 1, 1, f"{name}_1_conv", **conv_kwargs)(x)
     x = _batch_norm(f"{name}_1_bn")(x)
-    x = keras.layers.ReLU(name=f"{name}_1_relu")(x)
+    x = _activation(activation, negative_slope, f"{name}_1_relu")(x)
     x = _conv(filters, 3, strides, f"{name}_2_conv", **conv_kwargs)(x)
     x = _batch_norm(f"{name}_2_bn")(x)
-    x = keras.layers.ReLU(name=f"{name}_2_relu")(x)
+    x = _activation(activation, negative_slope, f"{name}_2_relu")(x)
     x = _conv(out_filters, 1, 1, f"{name}_3_conv", **conv_kwargs)(x)
     x = _batch_norm(f"{name}_3_bn")(x)
     if use_squeeze_excitation:
         x = SqueezeExcitation(ratio=squeeze_excitation_ratio, name=f"{name}_se")(x)
     x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
-    return keras.layers.ReLU(name=f"{name}_out")(x)
+    return _activation(activation, negative_slope, f"{name}_out")(x)
 
 
 _BLOCKS = {"basic_block": apply_basic_block, "bottleneck_block": apply_bottleneck_block}
@@ -222,7 +239,7 @@ def apply_stack(x, filters, blocks, strides, block_type, name, **block_kwargs):
 class ResNetBackbone(keras.Model):
     """ResNet feature extractor over `[batch, time, freq, channels]` maps.
 
-    A stem (`stem_kernel_size` x `stem_kernel_size` convolution, BN, ReLU,
+    A stem (`stem_kernel_size` x `stem_kernel_size` convolution, BN, ReLU (or leaky ReLU),
     optional 3x3 stride-2 max pooling) followed by one stage per entry of
     the `stackwise_*` lists, each a stack of residual blocks whose first
     block carries the stage's time-frequency stride. The model returns the
@@ -276,6 +293,11 @@ class ResNetBackbone(keras.Model):
         kernel_initializer: initializer of the convolution kernels.
             Defaults to `"he_normal"`.
         kernel_regularizer: optional regularizer of the convolution kernels.
+        activation: `"relu"` (default) or `"leaky_relu"`, the nonlinearity
+            of the stem and of every block (the speaker-basis paper's
+            ResNet-34 uses leaky ReLU, Heo et al. 2019, section 4.1).
+        negative_slope: float >= 0, the leaky ReLU's slope. Defaults to
+            `0.3` (Keras's default, which the same group's Keras code uses).
         **kwargs: `keras.Model` keyword arguments, such as `name`.
 
     Call arguments:
@@ -318,6 +340,8 @@ class ResNetBackbone(keras.Model):
         feature_shape=(None, 64, 1),
         kernel_initializer="he_normal",
         kernel_regularizer=None,
+        activation="relu",
+        negative_slope=0.3,
         **kwargs,
     ):
         filters = _check_int_list("stackwise_num_filters", stackwise_num_filters)
@@ -352,6 +376,8 @@ class ResNetBackbone(keras.Model):
             "squeeze_excitation_ratio", squeeze_excitation_ratio
         )
         feature_shape = _check_feature_shape(feature_shape)
+        _checks.check_choice("activation", activation, ACTIVATIONS)
+        negative_slope = _checks.check_non_negative_real("negative_slope", negative_slope)
         initializer = keras.initializers.get(kernel_initializer)
         regularizer = keras.regularizers.get(kernel_regularizer)
         conv_kwargs = {"kernel_initializer": initializer, "kernel_regularizer": regularizer}
@@ -360,7 +386,7 @@ class ResNetBackbone(keras.Model):
         inputs = keras.Input(feature_shape, name="features")
         x = _conv(stem_filters, stem_kernel_size, stem, "stem_conv", **conv_kwargs)(inputs)
         x = _batch_norm("stem_bn")(x)
-        x = keras.layers.ReLU(name="stem_relu")(x)
+        x = _activation(activation, negative_slope, "stem_relu")(x)
         if stem_max_pooling:
             x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
         pyramid_outputs = {}
@@ -376,6 +402,8 @@ class ResNetBackbone(keras.Model):
                 name=f"stack{stage + 1}",
                 use_squeeze_excitation=use_squeeze_excitation,
                 squeeze_excitation_ratio=squeeze_excitation_ratio,
+                activation=activation,
+                negative_slope=negative_slope,
                 **conv_kwargs,
             )
             pyramid_outputs[f"C{stage + 2}"] = x
@@ -393,6 +421,8 @@ class ResNetBackbone(keras.Model):
         self.use_squeeze_excitation = use_squeeze_excitation
         self.squeeze_excitation_ratio = squeeze_excitation_ratio
         self.feature_shape = feature_shape
+        self.activation = activation
+        self.negative_slope = negative_slope
         self.kernel_initializer = initializer
         self.kernel_regularizer = regularizer
         self.pyramid_outputs = pyramid_outputs
@@ -417,6 +447,8 @@ class ResNetBackbone(keras.Model):
             "use_squeeze_excitation": self.use_squeeze_excitation,
             "squeeze_excitation_ratio": self.squeeze_excitation_ratio,
             "feature_shape": list(self.feature_shape),
+            "activation": self.activation,
+            "negative_slope": self.negative_slope,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
         }

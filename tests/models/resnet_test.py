@@ -192,6 +192,36 @@ def test_an_identity_block_adds_its_input():
         backbone.get_layer("stack1_block1_0_conv")  # no projection shortcut
 
 
+def test_leaky_relu_is_the_activation_of_the_stem_and_every_block():
+    # Heo et al. 2019 (section 4.1): leaky ReLU throughout. With slope 0 the
+    # network is the ReLU one (same weights, same outputs); with slope 0.3
+    # a negative pre-activation a is kept as 0.3 a.
+    relu = ResNetBackbone(**SMALL)
+    leaky = ResNetBackbone(**dict(SMALL, activation="leaky_relu", negative_slope=0.3))
+    flat = ResNetBackbone(**dict(SMALL, activation="leaky_relu", negative_slope=0.0))
+    set_seeded_weights(relu, seed=5, scale=0.3)
+    leaky.set_weights(relu.get_weights())
+    flat.set_weights(relu.get_weights())
+    kinds = [type(layer).__name__ for layer in leaky.layers]
+    # Stem, then two per basic block (after the first convolution and after the sum).
+    assert kinds.count("LeakyReLU") == 1 + 2 * 4 and "ReLU" not in kinds
+    assert all(
+        layer.negative_slope == 0.3 for layer in leaky.layers if type(layer).__name__ == "LeakyReLU"
+    )
+    x = _features(2, 13, seed=6)
+    expected, same = relu(x, training=False), flat(x, training=False)
+    for key in expected:
+        np.testing.assert_allclose(to_numpy(same[key]), to_numpy(expected[key]), atol=1e-6)
+    assert np.abs(to_numpy(leaky(x, training=False)["C5"]) - to_numpy(expected["C5"])).max() > 1e-3
+    # The stem's output, by hand: 0.3 a for a < 0.
+    stem_bn = keras.Model(leaky.input, leaky.get_layer("stem_bn").output)(x, training=False)
+    stem_act = keras.Model(leaky.input, leaky.get_layer("stem_relu").output)(x, training=False)
+    a = to_numpy(stem_bn)
+    np.testing.assert_allclose(to_numpy(stem_act), np.where(a > 0, a, 0.3 * a), atol=1e-6)
+    assert leaky.get_config()["activation"] == "leaky_relu"
+    assert ResNetBackbone.from_config(leaky.get_config()).get_config() == leaky.get_config()
+
+
 # --------------------------------------------------------------------------
 # 3. Saving, config, registry, bad arguments.
 # --------------------------------------------------------------------------
@@ -250,6 +280,8 @@ def test_fit_step_trains_through_the_pyramid():
         ({"squeeze_excitation_ratio": 0}, "squeeze_excitation_ratio"),
         ({"feature_shape": (None, 64)}, "feature_shape"),
         ({"feature_shape": (None, 64, None)}, "feature_shape"),
+        ({"activation": "gelu"}, "activation"),
+        ({"negative_slope": -0.1}, "negative_slope"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):
@@ -277,6 +309,7 @@ BACKEND_CASES = {
     "bottleneck blocks with SE, stem pooling": _backend_case(
         block_type="bottleneck_block", use_squeeze_excitation=True, stem_max_pooling=True
     ),
+    "leaky ReLU": _backend_case(activation="leaky_relu", negative_slope=0.3),
 }
 
 
