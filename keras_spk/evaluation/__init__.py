@@ -4,7 +4,15 @@
   2020, Tables 5-6): trial utterances cut by the energy VAD to a given
   amount of speech, embedded, and cosine-scored under every (enrolment,
   test) duration condition.
+* `keras_spk.evaluation.centroids`: training speakers' centroids, their
+  pairwise cosines and a t-SNE with the speaker bases (Heo et al., 2019,
+  Figures 1-2).
 """
+
+from keras_spk.evaluation.centroids import impostor_cosines
+from keras_spk.evaluation.centroids import plot_centroid_cosines
+from keras_spk.evaluation.centroids import plot_speaker_tsne
+from keras_spk.evaluation.centroids import speaker_centroids
 
 from keras_spk.evaluation.durations import cut_to_speech
 from keras_spk.evaluation.durations import duration_conditions
@@ -14,6 +22,10 @@ from keras_spk.evaluation.durations import format_duration_table
 from keras_spk.evaluation.durations import write_duration_results
 
 __all__ = [
+    "impostor_cosines",
+    "plot_centroid_cosines",
+    "plot_speaker_tsne",
+    "speaker_centroids",
     "cut_to_speech",
     "duration_conditions",
     "duration_label",

@@ -242,6 +242,7 @@ EVALUATION_KEYS = (
     "verbose",
     "enroll_durations",
     "test_durations",
+    "tsne_speakers",
 )
 
 
@@ -354,6 +355,7 @@ CONSTRAINTS = {
     "evaluation.reference": choice([True, False]),
     "evaluation.enroll_durations": duration_list(),
     "evaluation.test_durations": duration_list(),
+    "evaluation.tsne_speakers": int_range(min=1),
     "evaluation.lda_dim": int_range(min=1, max=_embedding_dim, allow_none=True),
     "evaluation.pair_classifier": choice(_pair_classifiers),
     "evaluation.n_pairs": int_range(min=2),

@@ -11,7 +11,11 @@
 - `durations`: the duration-limited table of the first trial list
   (`keras_spk.evaluation.durations`; test and enrolment utterances cut by
   the energy VAD to `evaluation.test_durations` / `enroll_durations` of
-  speech), reusing the full-length embeddings of `utterance`.
+  speech), reusing the full-length embeddings of `utterance`;
+- `speaker_centroids`: the training speakers' centroids and how similar
+  they are to each other (Heo et al. 2019, Fig. 2), with a t-SNE of a few
+  speakers, their centroids and the model's speaker bases (Fig. 1); a run
+  of several systems draws every system's histogram on one plot.
 
 A protocol is a function `protocol(evaluation) -> rows` registered with
 `register_protocol(name, needs_trials=...)`; it reads the run, the embedder
@@ -19,12 +23,17 @@ and the data from its `Evaluation` argument and writes its files through
 `keras_spk.utils.files.write_result_files` (or a writer built on it) into
 `<run>/results/`. Each finished protocol is recorded in the run's state with
 its rows, so a resumed run does not compute it again. A recipe adds its own
-protocols to the registry the same way.
+protocols to the registry the same way. A protocol may also register a
+`merge(run, systems)` that, after every system of a `systems:` run has
+finished, combines their results in `<run>/results/` (`systems` is a list of
+`(name, system_run, rows)`).
 """
 
 import dataclasses
 import json
 import os
+
+import numpy as np
 
 from keras_spk.recipe.run import RunError
 from keras_spk.utils.files import atomic_write_json
@@ -37,16 +46,29 @@ class ProtocolSpec:
     function: object
     needs_trials: bool
     description: str
+    merge: object = None
 
 
 PROTOCOLS = {}
 
 
-def register_protocol(name, needs_trials=True, description=""):
-    """Decorator registering `function(evaluation) -> rows` as protocol `name`."""
+def register_protocol(name, needs_trials=True, description="", merge=None):
+    """Decorator registering `function(evaluation) -> rows` as protocol `name`.
+
+    Args:
+        name: the name `evaluation.protocols` lists.
+        needs_trials: whether the protocol reads trial lists (a run without
+            `--trials` is refused when a listed protocol needs them).
+        description: one line for listings (default: the docstring's first).
+        merge: optional `merge(run, systems)`, run once after all systems
+            of a `systems:` run, with `systems` a list of
+            `(name, system_run, rows)`.
+    """
 
     def register(function):
-        PROTOCOLS[name] = ProtocolSpec(function, needs_trials, description or (function.__doc__ or "").split("\n")[0])
+        PROTOCOLS[name] = ProtocolSpec(
+            function, needs_trials, description or (function.__doc__ or "").split("\n")[0], merge
+        )
         return function
 
     return register
@@ -71,14 +93,17 @@ class Evaluation:
         embedder: the trained embedder (waveforms -> embeddings).
         data: the run's `RecipeData`.
         min_samples: the shortest input the embedder accepts.
+        context: the `StageContext` of the training (its `models` and
+            `shared`), or None.
     """
 
-    def __init__(self, run, embedder, data, min_samples=1):
+    def __init__(self, run, embedder, data, min_samples=1, context=None):
         self.run = run
         self.config = run.config
         self.embedder = embedder
         self.data = data
         self.min_samples = min_samples
+        self.context = context
         self._embeddings = {}
 
     @property
@@ -149,7 +174,24 @@ def run_protocols(evaluation):
     return results
 
 
-def evaluate_and_export(run, embedder, data, min_samples=1):
+def merge_protocols(run, systems):
+    """Runs the `merge` of every protocol the systems ran, once all have finished.
+
+    Args:
+        run: the top-level `Run` (results go to `<run>/results/`).
+        systems: list of `(name, system_run, {protocol: rows})`.
+    """
+    names = []
+    for _, system_run, _ in systems:
+        names.extend(n for n in system_run.config["evaluation"]["protocols"] if n not in names)
+    for name in names:
+        spec = PROTOCOLS.get(name)
+        if spec is None or spec.merge is None:
+            continue
+        spec.merge(run, [(system, system_run, rows.get(name, [])) for system, system_run, rows in systems])
+
+
+def evaluate_and_export(run, embedder, data, min_samples=1, context=None):
     """A recipe's last steps, after training: the protocols, then export; the run is finished.
 
     Reads the run config's sections:
@@ -162,6 +204,8 @@ def evaluate_and_export(run, embedder, data, min_samples=1):
         embedder: the trained embedder (waveforms -> embeddings).
         data: the run's `RecipeData`.
         min_samples: int, the shortest utterance the embedder accepts.
+        context: the training's `StageContext`, for protocols that read the
+            trained models (e.g. `speaker_centroids`'s speaker bases).
 
     Returns:
         `{protocol name: rows}`.
@@ -169,7 +213,7 @@ def evaluate_and_export(run, embedder, data, min_samples=1):
     from keras_spk.recipe.evaluation import export_embedder
     from keras_spk.recipe.evaluation import save_embedder
 
-    results = run_protocols(Evaluation(run, embedder, data, min_samples))
+    results = run_protocols(Evaluation(run, embedder, data, min_samples, context))
     config = run.config
     if config["export"]["enabled"]:
         keras_path, saved_model = export_embedder(run, embedder, config["export"]["version"])
@@ -309,3 +353,116 @@ def durations_protocol(evaluation):
     durations.write_duration_results(rows, evaluation.run.makedirs("results"))
     print("\n" + durations.format_duration_table(rows))
     return rows
+
+
+# === Speaker centroids and bases (Heo et al. 2019, Figures 1-2) ===
+
+CENTROIDS_FILE = "centroids.npz"
+TSNE_FIGURE = "fig1_tsne.png"
+CENTROID_FIGURE = "fig2_centroid_cosines.png"
+
+
+def _speaker_bases(evaluation):
+    """`{speaker: basis}` from the layer a recipe put in `context.shared["speaker_bases"]`, or None.
+
+    The layer's `kernel` is `(dim, num_speakers)`, its columns in the
+    order of the run's speaker map (the output layer of a classifier).
+    """
+    context = evaluation.context
+    layer = None if context is None else context.shared.get("speaker_bases")
+    if layer is None:
+        return None
+    import keras
+
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    speakers = evaluation.data.speaker_map.speakers
+    if kernel.ndim != 2 or kernel.shape[1] != len(speakers):
+        raise RunError(
+            f"The speaker-bases layer {layer.name!r} has a kernel of shape {kernel.shape}; expected "
+            f"(embedding dim, {len(speakers)} training speakers)."
+        )
+    return {speaker: kernel[:, i] for i, speaker in enumerate(speakers)}
+
+
+def _centroid_row(label, speakers, cosines, basis_cosines):
+    row = {
+        "system": label,
+        "speakers": int(len(speakers)),
+        "mean_centroid_cosine": float(np.mean(cosines)),
+        "std_centroid_cosine": float(np.std(cosines)),
+    }
+    if basis_cosines is not None:
+        row["mean_basis_cosine"] = float(np.mean(basis_cosines))
+    return row
+
+
+def _format_centroid_rows(rows):
+    lines = [f"{'system':<32} {'speakers':>8} {'mean cos(c_i, c_j)':>19} {'std':>7} {'mean cos(W_i, W_j)':>19}"]
+    for row in rows:
+        basis = row.get("mean_basis_cosine")
+        lines.append(
+            f"{str(row.get('recipe_system') or row['system']):<32} {row['speakers']:>8} "
+            f"{row['mean_centroid_cosine']:>19.4f} {row['std_centroid_cosine']:>7.4f} "
+            f"{'-' if basis is None else f'{basis:.4f}':>19}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@register_protocol("speaker_centroids", needs_trials=False, merge=lambda run, systems: merge_centroids(run, systems))
+def speaker_centroids_protocol(evaluation):
+    """Training speakers' centroids, their pairwise cosines (Fig. 2) and a t-SNE with the bases (Fig. 1)."""
+    from keras_spk.evaluation import centroids
+
+    settings = evaluation.settings
+    _, X, speakers, _, _ = evaluation.embeddings()
+    if X is None:
+        raise RunError(
+            "The speaker_centroids protocol needs training embeddings: set "
+            "evaluation.train_utterances_per_speaker to null (every utterance) or a positive number."
+        )
+    labels, centres = centroids.speaker_centroids(X, np.asarray(speakers))
+    cosines = centroids.impostor_cosines(centres)
+    bases = _speaker_bases(evaluation)
+    basis_cosines = None
+    if bases is not None:
+        basis_cosines = centroids.impostor_cosines(np.stack([bases[s] for s in labels]))
+    folder = evaluation.run.makedirs("results")
+    from keras_spk.utils.files import atomic_open
+
+    with atomic_open(os.path.join(folder, CENTROIDS_FILE), "wb") as f:
+        np.savez(
+            f, speakers=labels, centroids=centres, cosines=cosines,
+            **({} if bases is None else {"bases": np.stack([bases[s] for s in labels])}),
+        )
+    label = os.path.basename(os.path.normpath(evaluation.run.path))  # the system's name
+    centroids.plot_centroid_cosines({label: cosines}, os.path.join(folder, CENTROID_FIGURE))
+    centroids.plot_speaker_tsne(
+        X, np.asarray(speakers), os.path.join(folder, TSNE_FIGURE), bases=bases,
+        num_speakers=settings.get("tsne_speakers", 5), seed=evaluation.config["seed"],
+        title=f"{label}: {settings.get('tsne_speakers', 5)} training speakers",
+    )
+    row = _centroid_row(label, labels, cosines, basis_cosines)
+    print("\n" + _format_centroid_rows([row]) + f"figures: {folder}/{TSNE_FIGURE}, {CENTROID_FIGURE}")
+    return [row]
+
+
+def merge_centroids(run, systems):
+    """Every system's centroid-cosine histogram on one plot (Fig. 2), and their table."""
+    from keras_spk.evaluation import centroids
+    from keras_spk.utils.files import atomic_write_text
+
+    histograms, rows = {}, []
+    for name, system_run, system_rows in systems:
+        path = system_run.join("results", CENTROIDS_FILE)
+        if not system_rows or not os.path.exists(path):
+            continue
+        with np.load(path) as saved:
+            histograms[name] = saved["cosines"]
+        rows.extend({"recipe_system": name, **row} for row in system_rows)
+    if not histograms:
+        return
+    folder = run.makedirs("results")
+    centroids.plot_centroid_cosines(histograms, os.path.join(folder, CENTROID_FIGURE))
+    table = _format_centroid_rows(rows)
+    atomic_write_text(os.path.join(folder, "centroids.txt"), table)
+    print(f"\nTraining-speaker centroids (Fig. 2: {os.path.join(folder, CENTROID_FIGURE)}):\n{table}")

@@ -239,7 +239,7 @@ def check_data(config, data):
                 raise RunError(f"[{name}] {error}") from None
 
 
-def start_run(name, argv, default_config, demo_config, description, constraints=None):
+def start_run(name, argv, default_config, demo_config, description, constraints=None, data_check=None):
     """Everything a recipe does before building its models.
 
     Parses the command line, checks every config value against its
@@ -251,6 +251,11 @@ def start_run(name, argv, default_config, demo_config, description, constraints=
     a run that stops before its first checkpoint does not hold its folder
     (a later command may use it with other arguments, see `open_run`'s
     `provisional`).
+
+    Args:
+        data_check: optional `(config, data) -> None` of the recipe, run for
+            each system's config after the shared checks; it raises
+            `RunError` naming the key and the fix.
 
     Returns:
         `(run, data, systems)`: the `Run`, its `RecipeData` and
@@ -282,8 +287,15 @@ def start_run(name, argv, default_config, demo_config, description, constraints=
         allow_speaker_overlap=args.allow_speaker_overlap,
         needs_trials=any(needs_trials(config) for _, config in systems),
     )
-    for _, config in systems:
-        check_data(config, data)
+    for system, config in systems:
+        try:
+            check_data(config, data)
+            if data_check is not None:
+                data_check(config, data)
+        except RunError as error:
+            if system is None:
+                raise
+            raise RunError(f"system {system!r}: {error}") from None
     return run, data, systems
 
 
@@ -306,6 +318,9 @@ class Recipe:
             a callable returning them.
         min_samples: the shortest input the embedder accepts: an int, or a
             callable `config -> int`.
+        data_check: optional `(config, data) -> None` checking a system's
+            config against the data before any training (e.g. a setting
+            bounded by the number of training speakers); raises `RunError`.
     """
 
     name: str
@@ -316,18 +331,22 @@ class Recipe:
     embedder: object
     constraints: object = None
     min_samples: object = 1
+    data_check: object = None
 
 
 def _merged_results(run, results):
-    """Writes the systems' `utterance` rows as one table into `<run>/results/`."""
+    """Writes the systems' `utterance` rows as one table into `<run>/results/`, then each protocol's merge."""
     import keras
 
     from keras_spk.recipe.protocols import table_rows
     from keras_spk.scoring import format_table
     from keras_spk.utils.files import write_result_files
 
+    from keras_spk.recipe.protocols import merge_protocols
+
+    merge_protocols(run, results)
     rows = []
-    for system, protocol_rows in results:
+    for system, _, protocol_rows in results:
         for row in protocol_rows.get("utterance", []):
             rows.append({"recipe_system": system, **row})
     if not rows:
@@ -360,6 +379,7 @@ def run_recipe(recipe, argv=None, callbacks=()):
         recipe.demo_config,
         recipe.description,
         constraints=constraints,
+        data_check=recipe.data_check,
     )
     import keras
 
@@ -369,7 +389,7 @@ def run_recipe(recipe, argv=None, callbacks=()):
         if name is not None:
             print(f"\n=== system {name} ({systems.index((name, config)) + 1} of {len(systems)}) ===")
             if system_run.finished:
-                results.append((name, finished_rows(system_run)))
+                results.append((name, system_run, finished_rows(system_run)))
                 print(f"[{name}] finished earlier; its results are in {system_run.join('results')}.")
                 continue
             # Each system starts as a run of its own would: a fresh session (memory, layer
@@ -378,9 +398,10 @@ def run_recipe(recipe, argv=None, callbacks=()):
             keras.utils.set_random_seed(config["seed"])
         context = run_stages(system_run, recipe.build_stage, data, callbacks=callbacks)
         min_samples = recipe.min_samples(config) if callable(recipe.min_samples) else recipe.min_samples
-        results.append(
-            (name, evaluate_and_export(system_run, recipe.embedder(context), data, min_samples=min_samples))
+        rows = evaluate_and_export(
+            system_run, recipe.embedder(context), data, min_samples=min_samples, context=context
         )
+        results.append((name, system_run, rows))
     if len(systems) > 1 or systems[0][0] is not None:
         _merged_results(run, results)
         run.mark_finished()
