@@ -10,6 +10,7 @@ read, so the backbone's pyramid outputs feed them as they are. A paper's
 
 import keras
 
+from keras_spk.layers.residual_attention import ResidualAttention
 from keras_spk.layers.squeeze_excitation import SqueezeExcitation
 from keras_spk.utils import _checks
 from keras_spk.utils._initializers import fresh_initializer
@@ -101,13 +102,39 @@ def _projection_shortcut(x, filters, strides, name, kernel_initializer, kernel_r
 
 
 ACTIVATIONS = ("relu", "leaky_relu")
+# `final_block_activation`: None keeps `activation` in the last block.
+FINAL_BLOCK_ACTIVATIONS = (None, "prelu")
+# PyTorch's nn.PReLU() initial slope, which the multi-metric paper's code keeps.
+_PRELU_INIT = 0.25
 
 
 def _activation(activation, negative_slope, name):
-    """The block's nonlinearity as a layer: ReLU, or leaky ReLU with `negative_slope`."""
+    """The block's nonlinearity as a layer.
+
+    `activation` is `"relu"`, `"leaky_relu"` (with `negative_slope`) or a
+    Keras layer instance, which is returned as it is: a block given one
+    layer applies that same layer, with the same weights, at each of its
+    activations.
+    """
+    if isinstance(activation, keras.layers.Layer):
+        return activation
     if activation == "leaky_relu":
         return keras.layers.LeakyReLU(negative_slope=negative_slope, name=name)
     return keras.layers.ReLU(name=name)
+
+
+def shared_prelu(name):
+    """One PReLU with a single slope for a whole 4D map, initialised to 0.25.
+
+    `shared_axes=[1, 2, 3]` shares the slope over time, frequency and
+    channels, so the layer has 1 weight and can be applied to maps of any
+    width (the 1x1, 3x3 and output activations of a bottleneck block).
+    """
+    return keras.layers.PReLU(
+        alpha_initializer=keras.initializers.Constant(_PRELU_INIT),
+        shared_axes=[1, 2, 3],
+        name=name,
+    )
 
 
 def _batch_norm(name):
@@ -146,7 +173,9 @@ def apply_basic_block(
         kernel_initializer: initializer of the convolution kernels.
         kernel_regularizer: optional regularizer of the convolution kernels.
         activation: `"relu"` or `"leaky_relu"`, the nonlinearity written
-            `relu` above.
+            `relu` above; or a Keras layer instance, applied at both
+            activations of the block (one layer, shared weights, e.g.
+            `shared_prelu(...)`).
         negative_slope: float >= 0, the leaky ReLU's slope.
         name: prefix of the layer names.
 
@@ -193,7 +222,8 @@ def apply_bottleneck_block(
     ```
 
     The stride sits on the 3x3 convolution (ResNet "v1.5", as torchvision
-    and keras-hub). Arguments as `apply_basic_block`; the output has
+    and keras-hub). Arguments as `apply_basic_block` (a layer instance given
+    as `activation` serves all three activations); the output has
     `4 * filters` channels.
     """
     conv_kwargs = {
@@ -221,18 +251,44 @@ def apply_bottleneck_block(
 _BLOCKS = {"basic_block": apply_basic_block, "bottleneck_block": apply_bottleneck_block}
 
 
-def apply_stack(x, filters, blocks, strides, block_type, name, **block_kwargs):
-    """`blocks` residual blocks; the first one carries the stage's `strides`."""
+def apply_stack(
+    x, filters, blocks, strides, block_type, name, last_block_activation=None, **block_kwargs
+):
+    """`blocks` residual blocks; the first one carries the stage's `strides`.
+
+    `last_block_activation`, if given, replaces `activation` in the last
+    block only (a name or a layer instance, see `apply_basic_block`).
+    """
     block = _BLOCKS[block_type]
     for index in range(blocks):
+        kwargs = dict(block_kwargs)
+        if last_block_activation is not None and index == blocks - 1:
+            kwargs["activation"] = last_block_activation
         x = block(
             x,
             filters,
             strides=strides if index == 0 else (1, 1),
             name=f"{name}_block{index + 1}",
-            **block_kwargs,
+            **kwargs,
         )
     return x
+
+
+def _check_attention_flags(value, num_stages):
+    """`stackwise_attention` as a list of `num_stages` bools (`None`: all False)."""
+    if value is None:
+        return [False] * num_stages
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, (list, tuple))
+        or len(value) != num_stages
+        or not all(isinstance(flag, bool) for flag in value)
+    ):
+        raise ValueError(
+            f"`stackwise_attention` must be None or a list of {num_stages} bools, one "
+            f"per stage. Received: stackwise_attention={value!r}"
+        )
+    return list(value)
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -265,7 +321,21 @@ class ResNetBackbone(keras.Model):
     `9 c f + 9 f^2 + 4 f (+ c f + 2 f` with a projection shortcut`)`;
     bottleneck block `c -> 4 f`: `c f + 9 f^2 + 4 f^2 + 12 f`
     `(+ 4 c f + 8 f` with a projection shortcut`)`; `SqueezeExcitation` adds `2 C B + B + C`
-    (`B = max(1, C // ratio)`) per block.
+    (`B = max(1, C // ratio)`) per block; a stage's `ResidualAttention`
+    adds `2 U C + U + C` (`U = attention_units`, `C` the stage's output
+    channels); `final_block_activation="prelu"` adds 1.
+
+    Two options build the network of the multi-metric paper (Xu et al.,
+    2020, section 4.3, with the authors' code where the paper is silent):
+    `stackwise_attention` applies a `ResidualAttention` block
+    (`F + F * M`, eq. 6-7, `attention_units` squeeze channels) to the
+    output of the flagged stages; the attended map is both that stage's
+    pyramid output and what the next stage reads. With
+    `final_block_activation="prelu"`, the last block of the last stage
+    uses one `PReLU` with a single slope (initialised to 0.25) for all of
+    its activations, in place of ReLU. Layer names: `stack{i}_attention`
+    and `stack{n}_block{m}_prelu`; the names of every other layer do not
+    depend on these options.
 
     Args:
         stackwise_num_filters: list of positive ints, the filters of each
@@ -298,6 +368,19 @@ class ResNetBackbone(keras.Model):
             ResNet-34 uses leaky ReLU, Heo et al. 2019, section 4.1).
         negative_slope: float >= 0, the leaky ReLU's slope. Defaults to
             `0.3` (Keras's default, which the same group's Keras code uses).
+        stackwise_attention: list of bools, one per stage: apply
+            `ResidualAttention` to the stage's output. `None` (default) for
+            no attention. The multi-metric paper uses
+            `[True, True, True, False]` (C2-C4).
+        attention_units: positive int, the squeeze channels of every
+            attention block (an absolute width, not a ratio). Defaults to
+            `16` (the multi-metric authors' code). Its 1x1 kernels keep
+            `ResidualAttention`'s own initializers; `kernel_regularizer`
+            applies to them too.
+        final_block_activation: `None` (default: `activation`, as every
+            other block) or `"prelu"`: one `PReLU` layer, shared by all the
+            activations of the last block of the last stage, with a single
+            slope initialised to `0.25` (1 trainable weight).
         **kwargs: `keras.Model` keyword arguments, such as `name`.
 
     Call arguments:
@@ -323,6 +406,9 @@ class ResNetBackbone(keras.Model):
           Utterances, Interspeech 2020, Table 1](https://arxiv.org/abs/2004.03194)
         - [Hu et al., Squeeze-and-Excitation Networks, CVPR 2018](
           https://arxiv.org/abs/1709.01507)
+        - Xu, Wang, Feng and Liu, Deep multi-metric learning for
+          text-independent speaker verification, Neurocomputing 2020,
+          sections 3.2 and 4.3 (code: https://github.com/GreatJiweix/DamITiSV)
     """
 
     def __init__(
@@ -342,6 +428,9 @@ class ResNetBackbone(keras.Model):
         kernel_regularizer=None,
         activation="relu",
         negative_slope=0.3,
+        stackwise_attention=None,
+        attention_units=16,
+        final_block_activation=None,
         **kwargs,
     ):
         filters = _check_int_list("stackwise_num_filters", stackwise_num_filters)
@@ -378,6 +467,11 @@ class ResNetBackbone(keras.Model):
         feature_shape = _check_feature_shape(feature_shape)
         _checks.check_choice("activation", activation, ACTIVATIONS)
         negative_slope = _checks.check_non_negative_real("negative_slope", negative_slope)
+        attention = _check_attention_flags(stackwise_attention, len(filters))
+        attention_units = _checks.check_positive_int("attention_units", attention_units)
+        _checks.check_choice(
+            "final_block_activation", final_block_activation, FINAL_BLOCK_ACTIVATIONS
+        )
         initializer = keras.initializers.get(kernel_initializer)
         regularizer = keras.regularizers.get(kernel_regularizer)
         conv_kwargs = {"kernel_initializer": initializer, "kernel_regularizer": regularizer}
@@ -390,9 +484,13 @@ class ResNetBackbone(keras.Model):
         if stem_max_pooling:
             x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
         pyramid_outputs = {}
+        last = len(filters) - 1
         for stage, (stage_filters, stage_blocks, stage_strides) in enumerate(
             zip(filters, blocks, strides)
         ):
+            last_block_activation = None
+            if stage == last and final_block_activation == "prelu":
+                last_block_activation = shared_prelu(f"stack{stage + 1}_block{stage_blocks}_prelu")
             x = apply_stack(
                 x,
                 stage_filters,
@@ -400,12 +498,21 @@ class ResNetBackbone(keras.Model):
                 stage_strides,
                 block_type,
                 name=f"stack{stage + 1}",
+                last_block_activation=last_block_activation,
                 use_squeeze_excitation=use_squeeze_excitation,
                 squeeze_excitation_ratio=squeeze_excitation_ratio,
                 activation=activation,
                 negative_slope=negative_slope,
                 **conv_kwargs,
             )
+            if attention[stage]:
+                # The attended map replaces the stage's output: the pyramid
+                # level and the next stage's input are the same tensor.
+                x = ResidualAttention(
+                    bottleneck_units=attention_units,
+                    kernel_regularizer=regularizer,
+                    name=f"stack{stage + 1}_attention",
+                )(x)
             pyramid_outputs[f"C{stage + 2}"] = x
         super().__init__(inputs=inputs, outputs=pyramid_outputs, **kwargs)
 
@@ -423,6 +530,9 @@ class ResNetBackbone(keras.Model):
         self.feature_shape = feature_shape
         self.activation = activation
         self.negative_slope = negative_slope
+        self.stackwise_attention = attention
+        self.attention_units = attention_units
+        self.final_block_activation = final_block_activation
         self.kernel_initializer = initializer
         self.kernel_regularizer = regularizer
         self.pyramid_outputs = pyramid_outputs
@@ -449,6 +559,9 @@ class ResNetBackbone(keras.Model):
             "feature_shape": list(self.feature_shape),
             "activation": self.activation,
             "negative_slope": self.negative_slope,
+            "stackwise_attention": list(self.stackwise_attention),
+            "attention_units": self.attention_units,
+            "final_block_activation": self.final_block_activation,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
         }

@@ -106,6 +106,67 @@ def test_paper_resnet_34_parameter_count():
     assert _count(backbone.trainable_weights) == 5_324_640
 
 
+def test_multi_metric_paper_resnet_50_with_attention_and_prelu():
+    # Xu et al. 2020 (section 4.3): torchvision's ResNet-50 on a 300 x 161
+    # spectrogram copied to 3 channels, attention on C2-C4, PReLU in the last block.
+    backbone = ResNetBackbone(
+        stackwise_num_filters=[64, 128, 256, 512],
+        stackwise_num_blocks=[3, 4, 6, 3],
+        stackwise_num_strides=[1, 2, 2, 2],
+        block_type="bottleneck_block",
+        stem_filters=64,
+        stem_kernel_size=7,
+        stem_strides=2,
+        stem_max_pooling=True,
+        feature_shape=(300, 161, 3),
+        stackwise_attention=[True, True, True, False],
+        attention_units=16,
+        final_block_activation="prelu",
+    )
+    # Bottleneck block c -> 4 f: 1x1 c f + 3x3 9 f^2 + 1x1 4 f^2 + BN 2 (f + f + 4 f)
+    # = 12 f; a projection shortcut adds 1x1 4 c f + BN 8 f.
+    def block(c, f, projection):
+        return c * f + 9 * f * f + 4 * f * f + 12 * f + (4 * c * f + 8 * f if projection else 0)
+
+    def stage(c, f, n):
+        return block(c, f, True) + (n - 1) * block(4 * f, f, False)
+
+    stem = 7 * 7 * 3 * 64 + 2 * 64  # 9,536
+    stages = [stage(64, 64, 3), stage(256, 128, 4), stage(512, 256, 6), stage(1024, 512, 3)]
+    # torchvision's per-layer counts: layer1 215,808 ... layer4 14,964,736.
+    assert stages == [215_808, 1_219_584, 7_098_368, 14_964_736]
+    resnet50 = stem + sum(stages)
+    assert resnet50 == 23_508_032  # torchvision 25,557,032 - fc 2,049,000
+    # ResidualAttention, U = 16 squeeze channels on C channels: kernels
+    # C x U and U x C, biases U and C: 2 U C + U + C.
+    attention = [2 * 16 * c + 16 + c for c in (256, 512, 1024)]
+    assert attention == [8_464, 16_912, 33_808] and sum(attention) == 59_184
+    per_layer = {
+        layer.name: _count(layer.trainable_weights)
+        for layer in backbone.layers
+        if "attention" in layer.name or "prelu" in layer.name
+    }
+    assert per_layer == {
+        "stack1_attention": 8_464,
+        "stack2_attention": 16_912,
+        "stack3_attention": 33_808,
+        "stack4_block3_prelu": 1,  # one slope shared by the block's three activations
+    }
+    assert _count(backbone.trainable_weights) == resnet50 + 59_184 + 1 == 23_567_217
+    # Non-trainable: the BN moving statistics, 2 per BN channel = the BN
+    # trainable count: stem 2 * 64, then 12 f per block and 8 f per shortcut.
+    bn = 2 * 64 + sum(12 * f * n + 8 * f for f, n in [(64, 3), (128, 4), (256, 6), (512, 3)])
+    assert _count(backbone.non_trainable_weights) == bn == 53_120
+    # Stem stride 2: (150, 81); max pooling: (75, 41); then stride 1, 2, 2, 2
+    # with ceil: 75 -> 38 -> 19 -> 10 and 41 -> 21 -> 11 -> 6 (as PyTorch).
+    assert _shapes(backbone.pyramid_outputs) == {
+        "C2": (None, 75, 41, 256),
+        "C3": (None, 38, 21, 512),
+        "C4": (None, 19, 11, 1024),
+        "C5": (None, 10, 6, 2048),
+    }
+
+
 # --------------------------------------------------------------------------
 # 2. Shapes, variable length.
 # --------------------------------------------------------------------------
@@ -222,6 +283,126 @@ def test_leaky_relu_is_the_activation_of_the_stem_and_every_block():
     assert ResNetBackbone.from_config(leaky.get_config()).get_config() == leaky.get_config()
 
 
+def _copy_weights_by_name(source, target):
+    """Gives every layer of `target` that `source` also has the source's weights."""
+    names = {layer.name for layer in source.layers}
+    for layer in target.layers:
+        if layer.name in names and layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
+def test_attention_output_is_the_pyramid_level_and_the_next_stage_input():
+    # Xu et al. (section 4.3): the attention masks are "added back into the
+    # mainstream". With the excitation weights at zero, M = sigmoid(0) = 0.5
+    # everywhere and F_o = F + 0.5 F = 1.5 F. Stage 2 starts with two bias-free
+    # convolutions of its input (the 3x3 branch and the projection shortcut),
+    # so reading 1.5 F is the same as reading F with both kernels scaled by
+    # 1.5: a network without attention whose two kernels are scaled must give
+    # the same C3..C5, and C2 = 1.5 times its C2.
+    attended = ResNetBackbone(**dict(SMALL, stackwise_attention=[True, False, False, False]))
+    plain = ResNetBackbone(**SMALL)
+    set_seeded_weights(plain, seed=7, scale=0.3)
+    _copy_weights_by_name(plain, attended)
+    layer = attended.get_layer("stack1_attention")
+    assert layer.bottleneck_units == 16 and tuple(layer.squeeze_kernel.shape) == (4, 16)
+    layer.excite_kernel.assign(np.zeros((16, 4), "float32"))
+    layer.excite_bias.assign(np.zeros(4, "float32"))
+    x = _features(2, 19, seed=8)
+    before = {key: to_numpy(v) for key, v in plain(x, training=False).items()}
+    for name in ("stack2_block1_1_conv", "stack2_block1_0_conv"):
+        kernel = plain.get_layer(name).kernel
+        kernel.assign(1.5 * to_numpy(kernel))
+    scaled = {key: to_numpy(v) for key, v in plain(x, training=False).items()}
+    got = {key: to_numpy(v) for key, v in attended(x, training=False).items()}
+    np.testing.assert_allclose(got["C2"], 1.5 * before["C2"], rtol=1e-5, atol=1e-5)
+    for key in ("C3", "C4", "C5"):
+        np.testing.assert_allclose(got[key], scaled[key], rtol=1e-4, atol=1e-4)
+        assert np.abs(got[key] - before[key]).max() > 1e-2  # the scaling matters
+    # The same symbolic tensor is the pyramid level and stage 2's input.
+    assert attended.pyramid_outputs["C2"] is layer.output
+    assert attended.get_layer("stack2_block1_1_conv").input is layer.output
+
+
+def test_attention_on_every_flagged_stage_and_the_layer_names_stay():
+    backbone = ResNetBackbone(**dict(SMALL, stackwise_attention=[False, True, False, True]))
+    plain = ResNetBackbone(**SMALL)
+    names = [layer.name for layer in backbone.layers]
+    assert [name for name in names if "attention" in name] == [
+        "stack2_attention",
+        "stack4_attention",
+    ]
+    assert [name for name in names if "attention" not in name] == [
+        layer.name for layer in plain.layers
+    ]
+    # Default ratio 16 is not used: 16 units even on 8 channels; 2 U C + U + C.
+    assert _count(backbone.get_layer("stack2_attention").weights) == 2 * 16 * 8 + 16 + 8
+    assert _count(backbone.get_layer("stack4_attention").weights) == 2 * 16 * 32 + 16 + 32
+    assert backbone.pyramid_outputs["C5"] is backbone.get_layer("stack4_attention").output
+    custom = ResNetBackbone(
+        **dict(SMALL, stackwise_attention=[True, False, False, False], attention_units=3)
+    )
+    assert _count(custom.trainable_weights) - _count(plain.trainable_weights) == 2 * 3 * 4 + 3 + 4
+
+
+@pytest.mark.parametrize("block_type, activations", [("basic_block", 2), ("bottleneck_block", 3)])
+def test_final_block_prelu_is_one_shared_slope(block_type, activations):
+    # The authors' code: one nn.PReLU() (a single slope, 0.25) for the three
+    # activations of layer4's last block. With the slope at 0 the network is
+    # the ReLU one; only the last block changes, so C2..C4 never differ.
+    settings = dict(SMALL, block_type=block_type, stackwise_num_blocks=[1, 1, 1, 2])
+    relu = ResNetBackbone(**settings)
+    prelu = ResNetBackbone(**dict(settings, final_block_activation="prelu"))
+    layers = [layer for layer in prelu.layers if isinstance(layer, keras.layers.PReLU)]
+    assert [layer.name for layer in layers] == ["stack4_block2_prelu"]
+    (alpha,) = layers[0].weights
+    assert tuple(alpha.shape) == (1, 1, 1) and np.all(to_numpy(alpha) == 0.25)
+    assert _count(prelu.trainable_weights) == _count(relu.trainable_weights) + 1
+    # The block's ReLU layers are gone, those of every other block remain.
+    relu_names = [layer.name for layer in relu.layers]
+    prelu_names = [layer.name for layer in prelu.layers]
+    replaced = [name for name in relu_names if name.startswith("stack4_block2_") and "relu" in name]
+    replaced.append("stack4_block2_out")
+    assert len(replaced) == activations
+    assert [name for name in relu_names if name not in replaced] == [
+        name for name in prelu_names if name != "stack4_block2_prelu"
+    ]
+    set_seeded_weights(relu, seed=9, scale=0.3)
+    _copy_weights_by_name(relu, prelu)
+    x = _features(2, 17, seed=10)
+    expected = {key: to_numpy(v) for key, v in relu(x, training=False).items()}
+    got = {key: to_numpy(v) for key, v in prelu(x, training=False).items()}
+    for key in ("C2", "C3", "C4"):
+        np.testing.assert_allclose(got[key], expected[key], atol=1e-6)
+    assert np.abs(got["C5"] - expected["C5"]).max() > 1e-3
+    # Inside the block the same slope is applied: BN output a -> 0.25 a for a < 0.
+    probe = keras.Model(
+        prelu.input,
+        [
+            prelu.get_layer("stack4_block2_1_bn").output,
+            prelu.get_layer("stack4_block2_2_conv").input,
+            prelu.get_layer("stack4_block2_add").output,
+        ],
+    )
+    bn, conv_input, added = (to_numpy(t) for t in probe(x, training=False))
+    np.testing.assert_allclose(conv_input, np.where(bn > 0, bn, 0.25 * bn), atol=1e-6)
+    np.testing.assert_allclose(got["C5"], np.where(added > 0, added, 0.25 * added), atol=1e-6)
+    # One weight for all: slope 0 gives exactly the ReLU network.
+    alpha.assign(np.zeros((1, 1, 1), "float32"))
+    for key, value in prelu(x, training=False).items():
+        np.testing.assert_allclose(to_numpy(value), expected[key], atol=1e-6)
+
+
+def test_prelu_with_leaky_relu_elsewhere_and_a_single_block_stage():
+    backbone = ResNetBackbone(
+        **dict(SMALL, activation="leaky_relu", final_block_activation="prelu")
+    )
+    kinds = [type(layer).__name__ for layer in backbone.layers]
+    # Stem and blocks 1-3 keep the leaky ReLU (1 + 2 * 3); the last block's
+    # two activations are the one PReLU layer.
+    assert kinds.count("LeakyReLU") == 7 and kinds.count("PReLU") == 1
+    assert backbone.get_layer("stack4_block1_prelu") is not None
+
+
 # --------------------------------------------------------------------------
 # 3. Saving, config, registry, bad arguments.
 # --------------------------------------------------------------------------
@@ -235,6 +416,8 @@ def test_config_round_trip_and_keras_file(tmp_path):
     clone = ResNetBackbone.from_config(config)
     assert clone.get_config() == config
     assert clone.name == "net" and clone.count_params() == backbone.count_params()
+    assert config["stackwise_attention"] == [False] * 4
+    assert (config["attention_units"], config["final_block_activation"]) == (16, None)
     x = _features(2, 11)
     set_seeded_weights(backbone, seed=1, scale=0.3)
     path = tmp_path / "resnet.keras"
@@ -245,6 +428,41 @@ def test_config_round_trip_and_keras_file(tmp_path):
     got = restored(x, training=False)
     for key in expected:
         np.testing.assert_allclose(to_numpy(got[key]), to_numpy(expected[key]), atol=1e-5)
+
+
+def test_attention_and_prelu_config_round_trip_and_keras_file(tmp_path):
+    backbone = ResNetBackbone(
+        **dict(
+            SMALL,
+            block_type="bottleneck_block",
+            stackwise_attention=(True, True, True, False),
+            attention_units=4,
+            final_block_activation="prelu",
+        )
+    )
+    config = backbone.get_config()
+    assert config["stackwise_attention"] == [True, True, True, False]
+    assert (config["attention_units"], config["final_block_activation"]) == (4, "prelu")
+    assert ResNetBackbone.from_config(config).get_config() == config
+    # A config written before these options existed still loads: no attention, ReLU.
+    old = {k: v for k, v in config.items() if k not in ("stackwise_attention", "attention_units")}
+    old.pop("final_block_activation")
+    assert ResNetBackbone.from_config(old).count_params() == ResNetBackbone(
+        **dict(SMALL, block_type="bottleneck_block")
+    ).count_params()
+    set_seeded_weights(backbone, seed=2, scale=0.3)
+    path = tmp_path / "resnet.keras"
+    backbone.save(path)
+    restored = keras.saving.load_model(path)
+    x = _features(2, 11)
+    expected = backbone(x, training=False)
+    got = restored(x, training=False)
+    for key in expected:
+        np.testing.assert_allclose(to_numpy(got[key]), to_numpy(expected[key]), atol=1e-5)
+    np.testing.assert_array_equal(
+        to_numpy(restored.get_layer("stack4_block1_prelu").alpha),
+        to_numpy(backbone.get_layer("stack4_block1_prelu").alpha),
+    )
 
 
 def test_registry():
@@ -282,6 +500,14 @@ def test_fit_step_trains_through_the_pyramid():
         ({"feature_shape": (None, 64, None)}, "feature_shape"),
         ({"activation": "gelu"}, "activation"),
         ({"negative_slope": -0.1}, "negative_slope"),
+        ({"stackwise_attention": [True, True, True]}, "stackwise_attention"),
+        ({"stackwise_attention": [1, 0, 0, 0]}, "stackwise_attention"),
+        ({"stackwise_attention": True}, "stackwise_attention"),
+        ({"stackwise_attention": "TTTF"}, "stackwise_attention"),
+        ({"attention_units": 0}, "attention_units"),
+        ({"attention_units": 16.0}, "attention_units"),
+        ({"final_block_activation": "relu6"}, "final_block_activation"),
+        ({"final_block_activation": "PReLU"}, "final_block_activation"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):
@@ -310,6 +536,12 @@ BACKEND_CASES = {
         block_type="bottleneck_block", use_squeeze_excitation=True, stem_max_pooling=True
     ),
     "leaky ReLU": _backend_case(activation="leaky_relu", negative_slope=0.3),
+    "attention at C2-C4, PReLU last block": _backend_case(
+        block_type="bottleneck_block",
+        stackwise_attention=[True, True, True, False],
+        attention_units=4,
+        final_block_activation="prelu",
+    ),
 }
 
 
