@@ -2,6 +2,12 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _framing
+from keras_spk.utils import _checks
+
+NORMALIZATIONS = (None, "mean_variance")
+# Added to the standard deviation so that a constant bin (digital silence, a
+# one-frame input) gives 0 rather than 0 / 0.
+NORMALIZATION_EPSILON = 1e-5
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -21,6 +27,21 @@ class LogSpectrogram(_framing.LogSpectralLayer):
     `s(t) = clip(t - W // 2, 0, max(T - W, 0))` (Kaldi's
     `apply-cmvn-sliding --center=true`, see `LogMelFilterbank`). Note the
     log of the *magnitude*, not of the power.
+
+    With `normalization="mean_variance"` each utterance is instead
+    standardised per frequency bin over all of its frames:
+
+    ```
+    out[t, k] = (S[t, k] - mean_t S[:, k]) / (std_t S[:, k] + 1e-5)
+    ```
+
+    with the population standard deviation (divisor `T`) and the epsilon
+    added to it, not to the variance (`NORMALIZATION_EPSILON`; a constant
+    bin gives 0). The statistics are those of the input it is given: with
+    variable-length inputs each row of a batch must be one whole utterance
+    (no padding), since padded frames would enter the mean and deviation.
+    This is the per-utterance normalisation of the multi-metric paper's
+    code (Xu et al. 2020), over a `log_offset=1.0` (log1p) spectrogram.
 
     Framing, windowing (symmetric Hamming by default, as `np.hamming`) and
     normalisation are shared with `LogMelFilterbank`, so both layers produce
@@ -44,6 +65,10 @@ class LogSpectrogram(_framing.LogSpectralLayer):
             Defaults to `1e-6`.
         mean_normalization_window: int, length in frames of the sliding mean
             window, or `None` / `0` (default) for no normalisation.
+        normalization: `None` (default) or `"mean_variance"`: per-utterance,
+            per-bin mean and standard-deviation normalisation over the
+            input's frames. Cannot be combined with
+            `mean_normalization_window`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -66,6 +91,9 @@ class LogSpectrogram(_framing.LogSpectralLayer):
     Reference:
         - [Nagrani et al., VoxCeleb: a large-scale speaker identification
           dataset, 2017](https://arxiv.org/abs/1706.08612)
+        - Xu, Wang, Feng and Liu, Deep multi-metric learning for
+          text-independent speaker verification, Neurocomputing 2020,
+          section 4.2 (code: https://github.com/GreatJiweix/DamITiSV)
     """
 
     def __init__(
@@ -77,6 +105,7 @@ class LogSpectrogram(_framing.LogSpectralLayer):
         window="hamming",
         log_offset=1e-6,
         mean_normalization_window=None,
+        normalization=None,
         **kwargs,
     ):
         super().__init__(
@@ -89,9 +118,25 @@ class LogSpectrogram(_framing.LogSpectralLayer):
             mean_normalization_window=mean_normalization_window,
             **kwargs,
         )
+        _checks.check_choice("normalization", normalization, NORMALIZATIONS)
+        if normalization is not None and self._normalization_window:
+            raise ValueError(
+                "`normalization` and `mean_normalization_window` are two normalisations "
+                "of the same features; set only one. Received: "
+                f"normalization={normalization!r}, "
+                f"mean_normalization_window={mean_normalization_window!r}"
+            )
+        self.normalization = normalization
 
     def log_features(self, power):
-        return ops.log(ops.sqrt(power) + self.log_offset)
+        features = ops.log(ops.sqrt(power) + self.log_offset)
+        if self.normalization == "mean_variance":
+            # Here rather than after `call`: still float32, before the cast
+            # to the layer's compute dtype.
+            centred = features - ops.mean(features, axis=1, keepdims=True)
+            std = ops.sqrt(ops.mean(ops.square(centred), axis=1, keepdims=True))
+            features = centred / (std + NORMALIZATION_EPSILON)
+        return features
 
     def compute_output_shape(self, input_shape):
         frames = _framing.static_num_frames(input_shape[1], self.frame_length, self.frame_step)
@@ -108,6 +153,7 @@ class LogSpectrogram(_framing.LogSpectralLayer):
                 "window": self.window,
                 "log_offset": self.log_offset,
                 "mean_normalization_window": self.mean_normalization_window,
+                "normalization": self.normalization,
             }
         )
         return config
