@@ -7,6 +7,12 @@ call means no padding ever reaches the front-end or the pooling, so each row
 equals `model(waveform[None])` for that file alone. `embed_waveforms` does
 the same for waveforms already in memory.
 
+`embed_crops(model, paths, num_crops=10, crop_samples=...)` embeds fixed-length
+crops of each file instead, spread evenly over the utterance (`crop_offsets`;
+a short utterance is first repeated end to end), the crops of one file as one
+batch: the multi-crop test protocol scored by
+`keras_spk.scoring.multi_crop_scores`.
+
 The embedder is a Keras model (called with `training=False`) or any callable
 mapping float32 waveforms `[1, samples]` to embeddings `[1, dim]`, e.g. a
 wrapped SavedModel signature (see `tools/extract.py`). A multi-identity
@@ -31,12 +37,15 @@ import numpy as np
 from keras_spk.utils._checks import check_positive_int
 
 __all__ = [
+    "crop_offsets",
+    "embed_crops",
     "embed_files",
     "embed_waveforms",
     "embedding_function",
     "find_min_samples",
     "model_sample_rate",
     "read_waveforms",
+    "utterance_crops",
 ]
 
 # Longest input `find_min_samples` tries (65.5 s at 16 kHz).
@@ -132,32 +141,202 @@ def embed_files(model_or_callable, paths, sample_rate=16000, progress=True, *, m
     >>> embeddings.shape
     (4874, 512)
     """
-    from keras_spk.data.audio import AudioError
-
-    sample_rate = check_positive_int("sample_rate", sample_rate)
-    if min_samples != "auto":
-        min_samples = check_positive_int("min_samples", min_samples)
-    paths = [os.fspath(p) for p in paths]
-    if not paths:
-        raise ValueError("embed_files needs at least one audio file. Received an empty list.")
-    from keras_spk.utils.file_checks import check_files_exist
-
-    check_files_exist(paths, "audio file", fix="Check the paths and the audio folder they are relative to.")
-    _check_sample_rate(model_or_callable, sample_rate)
+    sample_rate, min_samples, paths = _check_file_arguments(
+        "embed_files", model_or_callable, paths, sample_rate, min_samples
+    )
     embed = embedding_function(model_or_callable)
     if min_samples == "auto":
         min_samples = find_min_samples(embed)
     bar = keras.utils.Progbar(len(paths), unit_name="utterance") if progress else None
     rows = []
     for path, waveform in zip(paths, read_waveforms(paths, sample_rate)):
-        if waveform.shape[0] < min_samples:
-            raise AudioError(
-                f"{path}: {waveform.shape[0]} samples ({waveform.shape[0] / sample_rate:.3f} s at "
-                f"{sample_rate} Hz), fewer than the minimum of {min_samples} samples "
-                f"({min_samples / sample_rate:.3f} s) that the embedder needs. Remove the file "
-                "from the list, or use a longer recording."
-            )
+        _check_length(path, waveform, min_samples, sample_rate)
         rows.append(_check_row(embed(waveform[None]), path, rows))
+        if bar is not None:
+            bar.add(1)
+    return np.stack(rows)
+
+
+def _check_file_arguments(caller, model_or_callable, paths, sample_rate, min_samples):
+    """`(sample_rate, min_samples, paths)` checked; every file exists; the model's rate matches."""
+    sample_rate = check_positive_int("sample_rate", sample_rate)
+    if min_samples != "auto":
+        min_samples = check_positive_int("min_samples", min_samples)
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise ValueError(f"{caller} needs at least one audio file. Received an empty list.")
+    from keras_spk.utils.file_checks import check_files_exist
+
+    check_files_exist(paths, "audio file", fix="Check the paths and the audio folder they are relative to.")
+    _check_sample_rate(model_or_callable, sample_rate)
+    return sample_rate, min_samples, paths
+
+
+def _check_length(path, waveform, min_samples, sample_rate):
+    """Raises `AudioError` naming `path` when its waveform is shorter than `min_samples`."""
+    from keras_spk.data.audio import AudioError
+
+    if waveform.shape[0] < min_samples:
+        raise AudioError(
+            f"{path}: {waveform.shape[0]} samples ({waveform.shape[0] / sample_rate:.3f} s at "
+            f"{sample_rate} Hz), fewer than the minimum of {min_samples} samples "
+            f"({min_samples / sample_rate:.3f} s) that the embedder needs. Remove the file "
+            "from the list, or use a longer recording."
+        )
+
+
+# Crop length when none is given: 3 s, as in the multi-crop tests of Chung et al.
+# (2018) and Xu et al. (2020, section 4.6).
+DEFAULT_CROP_SECONDS = 3.0
+
+
+def crop_offsets(num_samples, crop_samples, num_crops=10):
+    """Where each crop of an utterance starts: `num_crops` offsets spread evenly over it.
+
+    For an utterance of `n` samples and crops of `L`, crop `i` starts at
+    `floor(i * (n - L) / (num_crops - 1))`: the integers of
+    `numpy.linspace(0, n - L, num_crops)` rounded down (computed in integer
+    arithmetic, so a whole value is never rounded down to the integer
+    below), the first crop at the start and the last one ending at the
+    last sample. An utterance of at most `L` samples (repeated up to `L`
+    by `utterance_crops`) gives `num_crops` zeros; one crop starts at 0.
+
+    Args:
+        num_samples: int, the utterance's length `n`.
+        crop_samples: int, the crop length `L`.
+        num_crops: int.
+
+    Returns:
+        int64 numpy array `[num_crops]`, non-decreasing.
+
+    Example:
+
+    >>> crop_offsets(160000, 48000, 10)  # 10 s at 16 kHz, 3-s crops
+    array([     0,  12444,  24888,  37333,  49777,  62222,  74666,  87111,
+            99555, 112000])
+    """
+    num_samples = check_positive_int("num_samples", num_samples)
+    crop_samples = check_positive_int("crop_samples", crop_samples)
+    num_crops = check_positive_int("num_crops", num_crops)
+    span = max(num_samples - crop_samples, 0)
+    if num_crops == 1:
+        return np.zeros(1, dtype=np.int64)
+    return np.arange(num_crops, dtype=np.int64) * span // (num_crops - 1)
+
+
+def utterance_crops(waveform, crop_samples, num_crops=10):
+    """The `num_crops` crops of `crop_samples` samples of one waveform, at `crop_offsets`.
+
+    A waveform shorter than `crop_samples` is first repeated end to end up
+    to `crop_samples` samples, as the training crops are
+    (`keras_spk.data.crop_or_repeat`, here from the utterance's start), so
+    every crop is then that one repeated utterance.
+
+    Args:
+        waveform: 1-D float array `[samples]`, not empty.
+        crop_samples: int, the crop length.
+        num_crops: int.
+
+    Returns:
+        float32 numpy array `[num_crops, crop_samples]`.
+
+    Example:
+
+    >>> utterance_crops(np.arange(5.0), 3, 3)
+    array([[0., 1., 2.],
+           [1., 2., 3.],
+           [2., 3., 4.]], dtype=float32)
+    >>> utterance_crops(np.arange(2.0), 5, 2)
+    array([[0., 1., 0., 1., 0.],
+           [0., 1., 0., 1., 0.]], dtype=float32)
+    """
+    crop_samples = check_positive_int("crop_samples", crop_samples)
+    waveform = np.asarray(waveform, dtype="float32")
+    if waveform.ndim != 1 or waveform.size == 0:
+        raise ValueError(
+            f"`waveform` must be a non-empty 1-D array [samples]. Received: waveform with shape {waveform.shape}"
+        )
+    if waveform.shape[0] < crop_samples:
+        waveform = np.tile(waveform, -(-crop_samples // waveform.shape[0]))[:crop_samples]
+    offsets = crop_offsets(waveform.shape[0], crop_samples, num_crops)
+    return np.stack([waveform[offset : offset + crop_samples] for offset in offsets])
+
+
+def embed_crops(
+    model_or_callable, paths, num_crops=10, crop_samples=None, sample_rate=16000, progress=True,
+    *, min_samples=1,
+):
+    """Embeds `num_crops` fixed-length crops of each audio file (the multi-crop test protocol).
+
+    Each file is read as `embed_files` reads it (decoded, mixed down to
+    mono, resampled, in a background `tf.data` pipeline) and cut by
+    `utterance_crops`: crop `i` of an utterance of `n` samples starts at
+    sample `floor(i * (n - L) / (num_crops - 1))` (`crop_offsets`, the
+    integers of `numpy.linspace(0, n - L, num_crops)` rounded down), and an
+    utterance shorter than the crop length `L` is first repeated end to end
+    up to `L` samples (its crops are then all the same). The crops of one
+    file are embedded as one batch `[num_crops, L]`; under TensorFlow a
+    Keras model is traced once for that shape.
+
+    Args:
+        model_or_callable: a Keras model mapping waveforms `[batch, samples]`
+            to embeddings `[batch, dim]` (or `[batch, K, dim]` for a
+            multi-identity embedder), called with `training=False`, or a
+            callable mapping a float32 numpy array `[num_crops, L]` to
+            `[num_crops, dim]` (or `[num_crops, K, dim]`).
+        paths: audio file paths (WAV, FLAC, Ogg Vorbis, MP3).
+        num_crops: int, crops per utterance. Defaults to `10`.
+        crop_samples: int, the crop length `L` in samples (after
+            resampling). Defaults to 3 s at `sample_rate`.
+        sample_rate: int, the rate the model expects (see `embed_files`).
+        progress: bool, show a `keras.utils.Progbar`.
+        min_samples: int, the fewest samples a file may have (before any
+            repetition), or `"auto"` (see `embed_files`); the crops must be
+            at least that long too.
+
+    Returns:
+        float32 numpy array `[len(paths), num_crops, dim]`, row `i` the crop
+        embeddings of `paths[i]` in the order of their offsets;
+        `[len(paths), num_crops, K, dim]` for a multi-identity embedder.
+
+    Raises:
+        FileNotFoundError: files that do not exist (up to ten are named).
+        keras_spk.data.AudioError: a file that cannot be decoded or is
+            shorter than `min_samples`; the message names the file.
+        ValueError: bad arguments (e.g. crops shorter than `min_samples`),
+            or the model gives something other than a finite
+            `[num_crops, dim]` (or `[num_crops, K, dim]`) array with no
+            all-zero embedding for a file's crops, or a shape other than
+            the earlier files' (the message names the file and the crop).
+
+    Example:
+
+    >>> crops = embed_crops(embedder, trials.paths, num_crops=10, crop_samples=48000)  # doctest: +SKIP
+    >>> crops.shape
+    (4874, 10, 512)
+    >>> scores = multi_crop_scores(crops, crops, index=trials.indices())  # doctest: +SKIP
+    """
+    sample_rate, min_samples, paths = _check_file_arguments(
+        "embed_crops", model_or_callable, paths, sample_rate, min_samples
+    )
+    num_crops = check_positive_int("num_crops", num_crops)
+    if crop_samples is None:
+        crop_samples = int(round(DEFAULT_CROP_SECONDS * sample_rate))
+    crop_samples = check_positive_int("crop_samples", crop_samples)
+    if min_samples == "auto":
+        min_samples = find_min_samples(embedding_function(model_or_callable))
+    if crop_samples < min_samples:
+        raise ValueError(
+            f"`crop_samples` must be at least the {min_samples} samples ({min_samples / sample_rate:.3f} s "
+            f"at {sample_rate} Hz) the embedder needs (`min_samples`). Received: crop_samples={crop_samples}"
+        )
+    embed = embedding_function(model_or_callable, batch_shape=(num_crops, crop_samples))
+    bar = keras.utils.Progbar(len(paths), unit_name="utterance") if progress else None
+    rows = []
+    for path, waveform in zip(paths, read_waveforms(paths, sample_rate)):
+        _check_length(path, waveform, min_samples, sample_rate)
+        crops = utterance_crops(waveform, crop_samples, num_crops)
+        rows.append(_check_crop_rows(embed(crops), path, num_crops, rows))
         if bar is not None:
             bar.add(1)
     return np.stack(rows)
@@ -332,15 +511,17 @@ def _differ(a, b):
     return bool((np.abs(a - b) > 1e-5 * local + 1e-6 * local.max()).any())
 
 
-def embedding_function(model_or_callable):
-    """A function `waveform [1, samples] (numpy) -> output`, for a model or a callable.
+def embedding_function(model_or_callable, batch_shape=(1, None)):
+    """A function `waveforms [batch, samples] (numpy) -> output`, for a model or a callable.
 
     A Keras model is called with `training=False` through one traced function
-    for any length (TensorFlow) or without autograd (PyTorch); build it once
-    and reuse it for many utterances. Any other callable is returned as is.
+    for inputs of `batch_shape` (TensorFlow; `None` is any size, so the
+    default `(1, None)` is one utterance of any length) or without autograd
+    (PyTorch); build it once and reuse it for many utterances. Any other
+    callable is returned as is.
     """
     if isinstance(model_or_callable, keras.Layer):
-        return _compiled_call(model_or_callable)
+        return _compiled_call(model_or_callable, batch_shape)
     if callable(model_or_callable):
         return model_or_callable
     raise ValueError(
@@ -349,13 +530,13 @@ def embedding_function(model_or_callable):
     )
 
 
-def _compiled_call(model):
-    """`model(x, training=False)` without per-call overhead, for any utterance length.
+def _compiled_call(model, batch_shape=(1, None)):
+    """`model(x, training=False)` without per-call overhead, for inputs of `batch_shape`.
 
-    TensorFlow: one `tf.function` traced for `[1, None]` waveforms (eager
-    execution of every layer would dominate for small models, and a
-    function traced per length would retrace for every utterance). PyTorch:
-    the eager call without autograd bookkeeping.
+    TensorFlow: one `tf.function` traced for `batch_shape` waveforms
+    (default `[1, None]`: eager execution of every layer would dominate for
+    small models, and a function traced per length would retrace for every
+    utterance). PyTorch: the eager call without autograd bookkeeping.
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -363,7 +544,7 @@ def _compiled_call(model):
 
         function = tf.function(
             lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec([1, None], tf.float32)],
+            input_signature=[tf.TensorSpec(list(batch_shape), tf.float32)],
         )
         return lambda x: function(tf.constant(x)).numpy()
     if backend == "torch":
@@ -433,6 +614,35 @@ def _check_row(output, name, rows):
             "keras_spk.inference.find_min_samples tells the model's minimum) and the model."
         )
     return row
+
+
+def _check_crop_rows(output, name, num_crops, rows):
+    """The embeddings of one utterance's crops, float32 `[num_crops, dim]` or `[num_crops, K, dim]`.
+
+    Each crop is checked as `_check_row` checks an utterance (finite, no
+    all-zero embedding, the shape of the earlier utterances' crops in
+    `rows`); the message names the utterance and the crop.
+    """
+    expected = f"[{num_crops}, dim] (or [{num_crops}, K, dim])"
+    try:
+        output = _to_numpy(output)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{name}: the model output ({type(output).__name__}) for its {num_crops} crops is not an "
+            f"array of shape {expected} ({error})."
+        ) from None
+    if output.ndim not in (2, 3) or output.shape[0] != num_crops:
+        raise ValueError(
+            f"{name}: the model must map the {num_crops} crops [{num_crops}, samples] to one embedding "
+            f"each, {expected}. Received an output of shape {output.shape}."
+        )
+    # Each crop's shape must be the earlier utterances' crops' (or this one's first crop's).
+    earlier = [rows[0][0]] if rows else []
+    crops = []
+    for index in range(num_crops):
+        crop_name = f"{name} (crop {index + 1} of {num_crops})"
+        crops.append(_check_row(output[index : index + 1], crop_name, earlier or crops))
+    return np.stack(crops)
 
 
 def _describe(shape):

@@ -7,10 +7,13 @@ import pytest
 from keras_spk.data import AudioError
 from keras_spk.data import read_audio
 from keras_spk.data import write_wav
+from keras_spk.inference import crop_offsets
+from keras_spk.inference import embed_crops
 from keras_spk.inference import embed_files
 from keras_spk.inference import embed_waveforms
 from keras_spk.inference import find_min_samples
 from keras_spk.inference import model_sample_rate
+from keras_spk.inference import utterance_crops
 from keras_spk.layers import LogMelFilterbank
 from tests.helpers.embedders import DIM
 from tests.helpers.embedders import K
@@ -307,3 +310,139 @@ def test_find_min_samples_needs_every_identity_to_depend_on_the_audio():
     with pytest.raises(ValueError, match=r"at 8 samples it gave an output of shape \(1, 2, 1, 3\) "
                                          r"\(expected \[1, dim\] or \[1, K, dim\]\)"):
         find_min_samples(lambda x: two_speakers(x)[:, :, None], max_samples=8)
+
+
+# === Multi-crop embedding: [num_crops, dim] per utterance ===
+
+
+def test_crop_offsets_spread_evenly_and_rounded_down():
+    # 10 s at 16 kHz, 3-s crops: i * 112000 / 9 rounded down.
+    offsets = crop_offsets(160000, 48000, 10)
+    assert offsets.dtype == np.int64
+    np.testing.assert_array_equal(
+        offsets, [0, 12444, 24888, 37333, 49777, 62222, 74666, 87111, 99555, 112000]
+    )
+    np.testing.assert_array_equal(offsets, np.floor(np.linspace(0, 112000, 10)).astype(int))
+    # Whole values stay whole (9 * 3 = 27 samples to spread: 0, 3, ..., 27).
+    np.testing.assert_array_equal(crop_offsets(30, 3, 10), np.arange(0, 30, 3))
+    # An utterance as long as the crop, or shorter (repeated up to it), gives all zeros.
+    np.testing.assert_array_equal(crop_offsets(48000, 48000, 10), np.zeros(10))
+    np.testing.assert_array_equal(crop_offsets(20000, 48000, 4), np.zeros(4))
+    # One crop starts at the beginning; more crops than spare samples repeat offsets.
+    np.testing.assert_array_equal(crop_offsets(100, 10, 1), [0])
+    np.testing.assert_array_equal(crop_offsets(12, 10, 5), [0, 0, 1, 1, 2])
+    with pytest.raises(ValueError, match=r"`num_crops` must be a positive integer. Received: num_crops=0"):
+        crop_offsets(100, 10, 0)
+    with pytest.raises(ValueError, match=r"`crop_samples` must be a positive integer"):
+        crop_offsets(100, 2.5, 3)
+
+
+def test_utterance_crops_cut_at_the_offsets_and_repeat_short_utterances():
+    waveform = np.arange(10.0)
+    crops = utterance_crops(waveform, 4, 3)  # offsets 0, 3, 6
+    assert crops.dtype == np.float32 and crops.shape == (3, 4)
+    np.testing.assert_array_equal(crops, [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]])
+    # 3 samples repeated end to end up to 7: every crop is that repetition.
+    np.testing.assert_array_equal(utterance_crops([1.0, 2.0, 3.0], 7, 2), [[1, 2, 3, 1, 2, 3, 1]] * 2)
+    # Exactly one crop long: the utterance itself, num_crops times.
+    np.testing.assert_array_equal(utterance_crops(waveform, 10, 2), [waveform, waveform])
+    with pytest.raises(ValueError, match=r"`waveform` must be a non-empty 1-D array"):
+        utterance_crops(np.ones((2, 5)), 3, 2)
+
+
+class MeanAndFirst(keras.layers.Layer):
+    """A hand-checkable 'embedder' layer: [mean, first sample] of each waveform."""
+
+    def call(self, x):
+        return keras.ops.stack([keras.ops.mean(x, axis=1), x[:, 0]], axis=1)
+
+
+def mean_and_first_model():
+    waveforms = keras.Input((None,), name="waveforms")
+    return keras.Model(waveforms, MeanAndFirst()(waveforms))
+
+
+def test_embed_crops_of_a_keras_model_embeds_each_crop_at_its_offset(wavs):
+    _, paths = wavs
+    embeddings = embed_crops(mean_and_first_model(), paths, num_crops=4, crop_samples=1000, progress=False)
+    assert embeddings.dtype == np.float32 and embeddings.shape == (len(paths), 4, 2)
+    for row, path in zip(embeddings, paths):
+        waveform = read_audio(path)
+        offsets = crop_offsets(len(waveform), 1000, 4)
+        assert offsets[-1] == len(waveform) - 1000
+        expected = [[waveform[o : o + 1000].mean(), waveform[o]] for o in offsets]
+        np.testing.assert_allclose(row, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_embed_crops_repeats_utterances_shorter_than_the_crop(wavs):
+    _, paths = wavs
+    # utt0 and the 8-kHz file have 4000 samples (after resampling): repeated up to 5000.
+    embeddings = embed_crops(moments, paths, num_crops=3, crop_samples=5000, progress=False)
+    assert embeddings.shape == (len(paths), 3, 3)
+    np.testing.assert_array_equal(embeddings[:, :, 2], 5000)  # every crop is 5000 samples long
+    for row, path in zip(embeddings, paths):
+        waveform = read_audio(path).astype("float64")
+        if len(waveform) < 5000:
+            repeated = np.concatenate([waveform, waveform[:1000]])
+            crops = [repeated] * 3
+        else:
+            crops = [waveform[o : o + 5000] for o in crop_offsets(len(waveform), 5000, 3)]
+        expected = [[c.mean(), c.max(), 5000] for c in crops]
+        np.testing.assert_allclose(row, expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(embeddings[0, 0], embeddings[0, 2])
+
+
+def test_embed_crops_batch_equals_each_crop_alone_and_defaults_to_3_s_crops(wavs):
+    _, paths = wavs
+    model = build_tiny_embedder()
+    embeddings = embed_crops(model, paths[1:3], num_crops=5, crop_samples=2000, progress=False)
+    for row, path in zip(embeddings, paths[1:3]):
+        waveform = read_audio(path)
+        for crop, offset in zip(row, crop_offsets(len(waveform), 2000, 5)):
+            np.testing.assert_allclose(crop, keras_embed(model, waveform[offset : offset + 2000]), atol=1e-5, rtol=0)
+    # Ten crops of 3 s by default: every file here is shorter, so each is its repetition.
+    default = embed_crops(moments, paths[:1], progress=False)
+    assert default.shape == (1, 10, 3)
+    np.testing.assert_array_equal(default[0, :, 2], 48000)
+    np.testing.assert_allclose(default[0], np.repeat(default[0, :1], 10, axis=0))
+
+
+def test_embed_crops_refuses_what_embed_files_refuses(wavs):
+    folder, paths = wavs
+    with pytest.raises(FileNotFoundError, match="nowhere.wav"):
+        embed_crops(moments, paths + [str(folder / "nowhere.wav")], progress=False)
+    junk = folder / "junk_crops.wav"
+    junk.write_bytes(b"no audio here " * 10)
+    with pytest.raises(AudioError, match=r"junk_crops\.wav: not a supported audio file"):
+        embed_crops(moments, [paths[0], str(junk)], num_crops=2, crop_samples=100, progress=False)
+    # The file's own length counts, not its repetition.
+    with pytest.raises(AudioError, match=r"utt0\.wav: 4000 samples .* fewer than the minimum of 4001"):
+        embed_crops(moments, paths[1::-1], crop_samples=8000, progress=False, min_samples=4001)
+    with pytest.raises(ValueError, match="embed_crops needs at least one audio file"):
+        embed_crops(moments, [], progress=False)
+    with pytest.raises(ValueError, match=r"front-end works at 16000 Hz, but sample_rate=8000"):
+        embed_crops(build_tiny_embedder(), paths, sample_rate=8000, progress=False)
+
+
+def test_embed_crops_argument_and_output_errors_name_the_file_and_crop(wavs):
+    _, paths = wavs
+    with pytest.raises(ValueError, match=r"`num_crops` must be a positive integer. Received: num_crops=0"):
+        embed_crops(moments, paths, num_crops=0, progress=False)
+    message = r"`crop_samples` must be at least the 400 samples .* Received: crop_samples=399"
+    with pytest.raises(ValueError, match=message):
+        embed_crops(moments, paths, crop_samples=399, min_samples=400, progress=False)
+    # A model needing one 25-ms frame: "auto" finds 400 samples, and refuses shorter crops.
+    with pytest.raises(ValueError, match=r"at least the 400 samples \(0\.025 s at 16000 Hz\)"):
+        embed_crops(build_tiny_embedder(), paths, crop_samples=300, min_samples="auto", progress=False)
+    nan_third = lambda x: moments(x) * np.array([1.0, 1.0, np.nan])[:, None]  # noqa: E731
+    with pytest.raises(ValueError, match=r"utt0\.wav \(crop 3 of 3\): the embedding holds NaN"):
+        embed_crops(nan_third, paths, num_crops=3, crop_samples=1000, progress=False)
+    message = r"utt0\.wav: the model must map the 3 crops .* Received an output of shape \(1, 3\)"
+    with pytest.raises(ValueError, match=message):
+        embed_crops(lambda x: moments(x[:1]), paths, num_crops=3, crop_samples=1000, progress=False)
+    # The second file's crops have another size than the first's.
+    sizes = iter([3, 2])
+    message = r"utt1\.wav \(crop 1 of 2\): embedding of size 2, but the earlier ones have size 3"
+    with pytest.raises(ValueError, match=message):
+        embed_crops(lambda x: moments(x)[:, : next(sizes)], paths[:2], num_crops=2, crop_samples=1000,
+                    progress=False)

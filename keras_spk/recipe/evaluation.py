@@ -243,6 +243,10 @@ EVALUATION_KEYS = (
     "enroll_durations",
     "test_durations",
     "tsne_speakers",
+    "multi_crop_num_crops",
+    "multi_crop_seconds",
+    "multi_crop_metric",
+    "multi_crop_reduce",
 )
 
 
@@ -340,6 +344,45 @@ def duration_list(min_samples=1):
     return Constraint(test, describe, fix="For example [1, 2, 5, null], or [] for none.")
 
 
+def crop_seconds(min_samples=1):
+    """The constraint of `evaluation.multi_crop_seconds`: a crop length the embedder can embed.
+
+    A number of seconds whose crop, `round(seconds * data.sample_rate)`
+    samples, holds at least `min_samples` samples (an int, or a callable
+    `config -> int`, e.g. a recipe's model minimum, as for `duration_list`).
+    """
+
+    def shortest(config):
+        samples = min_samples(config) if callable(min_samples) else min_samples
+        return samples, get_key(config, "data.sample_rate")
+
+    def test(value, config):
+        if float_range(min=0, include_min=False).problem(value, config) is not None:
+            return False
+        samples, rate = shortest(config)
+        if round(value * rate) < samples:
+            return (
+                f"{value!r} s is {round(value * rate)} samples at {rate} Hz, fewer than the {samples} "
+                "the embedder needs."
+            )
+        return True
+
+    def describe(config):
+        samples, rate = shortest(config)
+        return f"a crop length in seconds of at least {samples / rate:.4g} ({samples} samples at {rate} Hz)"
+
+    return Constraint(test, describe)
+
+
+def _multi_crop_choices(name):
+    def names():
+        from keras_spk.scoring import multi_crop
+
+        return list(getattr(multi_crop, name))
+
+    return names
+
+
 _optional_positive_int = int_range(min=1, allow_none=True)
 _optional_learning_rate = float_range(min=0, include_min=False, allow_none=True)
 
@@ -356,6 +399,12 @@ CONSTRAINTS = {
     "evaluation.enroll_durations": duration_list(),
     "evaluation.test_durations": duration_list(),
     "evaluation.tsne_speakers": int_range(min=1),
+    "evaluation.multi_crop_num_crops": int_range(min=1),
+    "evaluation.multi_crop_seconds": crop_seconds(),
+    "evaluation.multi_crop_metric": choice(_multi_crop_choices("METRICS")),
+    "evaluation.multi_crop_reduce": list_of(
+        choice(_multi_crop_choices("REDUCTIONS")), min_length=1, unique=True, noun="reductions"
+    ),
     "evaluation.lda_dim": int_range(min=1, max=_embedding_dim, allow_none=True),
     "evaluation.pair_classifier": choice(_pair_classifiers),
     "evaluation.n_pairs": int_range(min=2),

@@ -8,6 +8,14 @@
   trivial reference row from the same data (`evaluation.reference`: the
   mean and standard deviation of log-mel frames, LDA-projected,
   cosine-scored), so a reader sees what the trained system adds;
+- `multi_crop`: the multi-crop test of every trial list (Xu et al. 2020,
+  section 4.6, after Chung et al. 2018): `evaluation.multi_crop_num_crops`
+  crops of `multi_crop_seconds` per utterance (default ten of 3 s, spread
+  evenly; `keras_spk.inference.embed_crops`), each trial scored by minus
+  the mean `multi_crop_metric` distance of its crop pairs and of its mean
+  crops (`multi_crop_reduce`; `keras_spk.scoring.multi_crop_scores`), in
+  `results/multi_crop_table.txt`; recipes whose config lacks these keys get
+  the defaults;
 - `durations`: the duration-limited table of the first trial list
   (`keras_spk.evaluation.durations`; test and enrolment utterances cut by
   the energy VAD to `evaluation.test_durations` / `enroll_durations` of
@@ -353,6 +361,188 @@ def durations_protocol(evaluation):
     durations.write_duration_results(rows, evaluation.run.makedirs("results"))
     print("\n" + durations.format_duration_table(rows))
     return rows
+
+
+# === Multi-crop test (Chung et al. 2018; Xu et al. 2020, section 4.6) ===
+
+CROPS_FILE = "crops.npz"
+MULTI_CROP_TABLE = "multi_crop_table"
+MULTI_CROP_RESULTS = "multi_crop_results"
+# The protocol's `evaluation` keys and their values for a recipe whose config lacks them.
+MULTI_CROP_DEFAULTS = {
+    "multi_crop_num_crops": 10,
+    "multi_crop_seconds": 3.0,
+    "multi_crop_metric": "euclidean",
+    "multi_crop_reduce": ["mean_distance", "mean_embedding"],
+}
+
+
+def multi_crop_settings(evaluation):
+    """The multi-crop settings of a run: its `evaluation.multi_crop_*` keys, else the defaults.
+
+    Returns:
+        dict with `num_crops`, `crop_seconds`, `crop_samples` (the crop
+        length at `data.sample_rate`), `metric` and `reduce` (a list).
+
+    Raises:
+        RunError: crops shorter than the embedder's shortest input
+            (`evaluation.min_samples`).
+    """
+    settings = evaluation.settings
+    values = {key: settings.get(key, default) for key, default in MULTI_CROP_DEFAULTS.items()}
+    rate = evaluation.config["data"]["sample_rate"]
+    seconds = float(values["multi_crop_seconds"])
+    crop_samples = int(round(seconds * rate))
+    if crop_samples < evaluation.min_samples:
+        shortest = evaluation.min_samples / rate
+        raise RunError(
+            f"evaluation.multi_crop_seconds={seconds:g} gives crops of {crop_samples} samples at "
+            f"{rate} Hz, shorter than the {evaluation.min_samples} samples ({shortest:.4g} s) the "
+            f"embedder needs; use longer crops, e.g. --evaluation.multi_crop_seconds={max(seconds, 3.0):g}."
+        )
+    reduce = values["multi_crop_reduce"]
+    return {
+        "num_crops": int(values["multi_crop_num_crops"]),
+        "crop_seconds": seconds,
+        "crop_samples": crop_samples,
+        "metric": values["multi_crop_metric"],
+        "reduce": [reduce] if isinstance(reduce, str) else list(reduce),
+    }
+
+
+def crop_embeddings(run, embedder, trial_lists, num_crops, crop_samples, sample_rate, min_samples=1,
+                    folder="embeddings"):
+    """The crop embeddings of every trial utterance, made once and kept in `<run>/<folder>/crops.npz`.
+
+    The union of the trial lists' utterances is embedded once
+    (`keras_spk.inference.embed_crops`) and saved atomically with the
+    settings it was made with. A resumed run reads the file back when its
+    utterances and settings are the same; otherwise (e.g. a resumed run
+    given another `evaluation.multi_crop_seconds`) it embeds them again.
+
+    Args:
+        run: the `Run`.
+        embedder: waveforms `[batch, samples]` -> embeddings `[batch, dim]`.
+        trial_lists: `keras_spk.data.Trials` objects (their names must
+            resolve under the same folder).
+        num_crops, crop_samples, sample_rate, min_samples: as for
+            `embed_crops`.
+        folder: the folder of the run the file goes to.
+
+    Returns:
+        `(names, crops)`: the sorted utterance names and float32 crop
+        embeddings `[len(names), num_crops, dim]`.
+    """
+    from keras_spk.inference import embed_crops
+    from keras_spk.recipe.evaluation import _union
+    from keras_spk.utils.files import atomic_open
+
+    names, paths = _union(list(trial_lists))
+    path = run.join(folder, CROPS_FILE)
+    made_with = {"num_crops": num_crops, "crop_samples": crop_samples, "sample_rate": sample_rate}
+    if os.path.exists(path):
+        with np.load(path, allow_pickle=False) as saved:
+            same = saved["names"].tolist() == names and all(
+                int(saved[key]) == value for key, value in made_with.items()
+            )
+            if same:
+                print(f"[evaluation] multi_crop: crop embeddings read back from {path}.")
+                return names, saved["crops"]
+        print(f"[evaluation] multi_crop: {path} holds other utterances or settings; embedding again.")
+    print(
+        f"Embedding {num_crops} crops of {crop_samples} samples of each of {len(names)} "
+        "evaluation utterances..."
+    )
+    crops = embed_crops(
+        embedder, paths, num_crops=num_crops, crop_samples=crop_samples, sample_rate=sample_rate,
+        min_samples=min_samples,
+    )
+    run.makedirs(folder)
+    with atomic_open(path, "wb") as f:
+        np.savez(f, names=np.array(names, dtype=str), crops=crops, **made_with)
+    return names, crops
+
+
+def _multi_crop_label(settings, reduce):
+    crops = f"{settings['num_crops']} x {settings['crop_seconds']:g} s crops"
+    if reduce == "mean_distance":
+        pairs = settings["num_crops"] ** 2
+        return f"{crops}, mean {settings['metric']} distance of {pairs} crop pair{'s' if pairs > 1 else ''}"
+    return f"{crops}, {settings['metric']} distance of the mean crops"
+
+
+def _write_multi_crop_results(run, rows, heading):
+    import keras
+
+    from keras_spk.scoring import format_table
+    from keras_spk.utils.files import write_result_files
+
+    table = format_table(table_rows(rows))
+    metadata = {"keras_backend": keras.backend.backend(), "run": os.path.abspath(run.path)}
+    write_result_files(
+        run.makedirs("results"), table, rows, table_stem=MULTI_CROP_TABLE,
+        results_stem=MULTI_CROP_RESULTS, metadata=metadata,
+    )
+    print(f"\n{heading}\n{table}")
+
+
+@register_protocol(
+    "multi_crop", needs_trials=True, merge=lambda run, systems: merge_multi_crop(run, systems)
+)
+def multi_crop_protocol(evaluation):
+    """Crops of every trial utterance, each trial scored from its crop pairs (Xu et al. 2020, section 4.6)."""
+    from keras_spk import metrics
+    from keras_spk.recipe.evaluation import trial_indices
+    from keras_spk.scoring.multi_crop import multi_crop_scores
+
+    settings = multi_crop_settings(evaluation)
+    trial_lists = evaluation.data.trial_lists
+    names, crops = crop_embeddings(
+        evaluation.run,
+        evaluation.embedder,
+        trial_lists.values(),
+        settings["num_crops"],
+        settings["crop_samples"],
+        evaluation.config["data"]["sample_rate"],
+        min_samples=evaluation.min_samples,
+    )
+    if crops.ndim != 3:
+        raise RunError(
+            f"The multi_crop protocol compares one embedding per crop, but the embedder gives "
+            f"{crops.shape[2]} per input (crop embeddings of shape {crops.shape[1:]}); drop "
+            "multi_crop from evaluation.protocols."
+        )
+    rows = []
+    for list_name, trials in trial_lists.items():
+        index = trial_indices(trials, names)
+        labels = np.asarray(trials.labels)
+        for reduce in settings["reduce"]:
+            scores = multi_crop_scores(crops, crops, metric=settings["metric"], reduce=reduce, index=index)
+            rows.append(
+                {
+                    "backend": reduce,
+                    "system": _multi_crop_label(settings, reduce),
+                    **metrics.verification_metrics(scores, labels, p_targets=(0.01, 0.05)),
+                    "n_trials": int(labels.shape[0]),
+                    "trial_list": list_name,
+                    "metric": settings["metric"],
+                    "num_crops": settings["num_crops"],
+                    "crop_seconds": settings["crop_seconds"],
+                }
+            )
+    _write_multi_crop_results(
+        evaluation.run,
+        rows,
+        f"Multi-crop test ({settings['num_crops']} crops of {settings['crop_seconds']:g} s per utterance):",
+    )
+    return rows
+
+
+def merge_multi_crop(run, systems):
+    """Every system's multi-crop rows in one table, `<run>/results/multi_crop_table.txt`."""
+    rows = [{"recipe_system": name, **row} for name, _, system_rows in systems for row in system_rows]
+    if rows:
+        _write_multi_crop_results(run, rows, f"Multi-crop test, all systems ({len(systems)}):")
 
 
 # === Speaker centroids and bases (Heo et al. 2019, Figures 1-2) ===

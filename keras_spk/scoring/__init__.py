@@ -9,7 +9,9 @@ the standard back-ends (`backend_registry`); `build_backend`,
 `evaluate_backends` compares several of them on one trial list
 (`comparison`: the back-end tables of the paper recipes and
 `tools/score.py`); `format_table` and `write_results` report the results,
-on one trial list or several (`results`).
+on one trial list or several (`results`). `multi_crop_scores` scores trials
+by the crop embeddings of both utterances (`multi_crop`, the multi-crop
+test protocol).
 
 Names are imported on first use, so e.g. `format_table` does not load
 scikit-learn.
@@ -28,6 +30,7 @@ _EXPORTS = {
     "dnn": ("DNNPairClassifier",),
     "embeddings": ("load_embeddings", "save_embeddings"),
     "lda": ("LDA",),
+    "multi_crop": ("multi_crop_scores",),
     "normalization": ("ScoreNormalizer", "adaptive_s_norm", "s_norm", "t_norm", "z_norm"),
     "pairs": ("BVector", "ConcatMul", "RBVector", "sample_pairs", "split_pairs", "stack_pairs"),
     "persistence": ("load_backend", "save_backend"),
@@ -45,6 +48,7 @@ _SUBMODULES = (
     "dnn",
     "embeddings",
     "lda",
+    "multi_crop",
     "normalization",
     "pairs",
     "persistence",
