@@ -52,6 +52,7 @@ def config_constraints():
     from keras_spk.config import float_range
     from keras_spk.config import int_range
     from keras_spk.config import list_of
+    from keras_spk.recipe.evaluation import duration_list
     from papers.speaker_basis.model import EMBEDDING_ACTIVATIONS
     from papers.speaker_basis.model import LOSSES
     from papers.speaker_basis.model import NETWORKS
@@ -60,6 +61,8 @@ def config_constraints():
     non_negative = float_range(min=0)
     return {
         "data.crop_samples": int_range(min=min_samples),
+        "evaluation.enroll_durations": duration_list(min_samples),
+        "evaluation.test_durations": duration_list(min_samples),
         "model.network": choice(sorted(NETWORKS)),
         "model.num_mel_bins": positive,
         "model.pre_emphasis": float_range(0, 1),
