@@ -6,6 +6,7 @@ from keras import ops
 from keras_spk.losses import _pairwise
 from keras_spk.utils import _checks
 from keras_spk.losses.angular_loss import _check_alpha
+from keras_spk.losses.angular_loss import _check_form
 from keras_spk.losses.angular_loss import angular_loss
 from keras_spk.losses.npair_loss import npair_loss
 from keras_spk.losses.triplet_loss import _check_triplet_args
@@ -47,6 +48,7 @@ def multi_metric_loss(
     distance="squared",
     l2_reg=0.002,
     alpha_degrees=45.0,
+    angular_form="hinge",
 ):
     """Per-row weighted sum of triplet, N-pair, angular and softmax losses (Xu et al. 2020, eq. 14).
 
@@ -71,11 +73,14 @@ def multi_metric_loss(
         margin, mining, distance: passed to `triplet_loss`.
         l2_reg: passed to `npair_loss`.
         alpha_degrees: passed to `angular_loss`.
+        angular_form: `"hinge"` (default) or `"npair"`, passed to
+            `angular_loss` as `form`.
 
     Returns:
         float tensor `[batch]`.
     """
     weights = _check_weights(weights)
+    _check_form(angular_form, "angular_form")
     active = {key: value for key, value in weights.items() if value > 0}
     if "softmax" in active and logits is None:
         raise ValueError(
@@ -94,7 +99,7 @@ def multi_metric_loss(
         total = total + active["npair"] * npair_loss(labels, embeddings, l2_reg=l2_reg)
     if "angular" in active:
         total = total + active["angular"] * angular_loss(
-            labels, embeddings, alpha_degrees=alpha_degrees
+            labels, embeddings, alpha_degrees=alpha_degrees, form=angular_form
         )
     if "softmax" in active:
         term = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
@@ -158,6 +163,9 @@ class MultiMetricLoss(keras.losses.Loss):
         distance: triplet distance, `"squared"`, `"euclidean"` or `"cosine"`.
         l2_reg: N-pair squared-norm penalty. Defaults to `0.002`.
         alpha_degrees: angular bound in degrees. Defaults to `45.0`.
+        angular_form: `"hinge"` (default, the text's eq. 12-13) or
+            `"npair"` (the log-sum-exp form of the authors' code), see
+            `AngularLoss`.
         reduction, name, dtype: as for `keras.losses.Loss`.
 
     Call arguments:
@@ -186,6 +194,7 @@ class MultiMetricLoss(keras.losses.Loss):
         distance="squared",
         l2_reg=0.002,
         alpha_degrees=45.0,
+        angular_form="hinge",
         reduction="sum_over_batch_size",
         name="multi_metric_loss",
         dtype=None,
@@ -197,6 +206,7 @@ class MultiMetricLoss(keras.losses.Loss):
         self.distance = distance
         self.l2_reg = _checks.check_non_negative_real("l2_reg", l2_reg)
         self.alpha_degrees = _check_alpha(alpha_degrees)
+        self.angular_form = _check_form(angular_form, "angular_form")
 
     def call(self, y_true, y_pred):
         embeddings, logits = _split_prediction(y_pred)
@@ -210,6 +220,7 @@ class MultiMetricLoss(keras.losses.Loss):
             distance=self.distance,
             l2_reg=self.l2_reg,
             alpha_degrees=self.alpha_degrees,
+            angular_form=self.angular_form,
         )
 
     def get_config(self):
@@ -222,6 +233,7 @@ class MultiMetricLoss(keras.losses.Loss):
                 "distance": self.distance,
                 "l2_reg": self.l2_reg,
                 "alpha_degrees": self.alpha_degrees,
+                "angular_form": self.angular_form,
             }
         )
         return config

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_spk.losses.angular_loss import angular_loss
 from keras_spk.losses.multi_metric_loss import PAPER_WEIGHTS
 from keras_spk.losses.multi_metric_loss import MultiMetricLoss
 from keras_spk.losses.multi_metric_loss import multi_metric_loss
@@ -83,6 +84,23 @@ def test_each_term_is_weighted():
     )
 
 
+def test_angular_form_is_passed_to_the_angular_term():
+    labels, x, logits = batch(4)
+    hinge = to_numpy(angular_loss(labels, x, 40.0))
+    npair = to_numpy(angular_loss(labels, x, 40.0, form="npair"))
+    assert np.abs(hinge - npair).max() > 1e-2
+    without_angular = {k: v for k, v in PAPER_WEIGHTS.items() if k != "angular"}
+    others = to_numpy(multi_metric_loss(labels, x, logits, weights=without_angular))
+    for form, angular in (("hinge", hinge), ("npair", npair)):
+        got = to_numpy(
+            multi_metric_loss(labels, x, logits, alpha_degrees=40.0, angular_form=form)
+        )
+        np.testing.assert_allclose(got, others + PAPER_WEIGHTS["angular"] * angular, rtol=1e-5)
+        loss = MultiMetricLoss(alpha_degrees=40.0, angular_form=form)
+        np.testing.assert_allclose(float(loss(labels, (x, logits))), got.mean(), rtol=1e-5)
+    assert MultiMetricLoss().angular_form == "hinge"
+
+
 def test_embeddings_only_without_softmax_term():
     labels, x, _ = batch(3)
     loss = MultiMetricLoss(weights={"triplet": 1.0, "npair": 0.5, "angular": 1.0})
@@ -136,6 +154,7 @@ def test_fit_with_two_outputs_and_compile_loss_weights():
         ({"distance": "l1"}, "distance"),
         ({"l2_reg": -0.1}, "l2_reg"),
         ({"alpha_degrees": 95.0}, "alpha_degrees"),
+        ({"angular_form": "wang"}, "angular_form"),
     ],
 )
 def test_bad_arguments_raise(kwargs, name):
@@ -159,9 +178,11 @@ def test_get_config_round_trip_and_registration():
         distance="cosine",
         l2_reg=0.0,
         alpha_degrees=30.0,
+        angular_form="npair",
         name="mm",
     )
     config = loss.get_config()
+    assert config["angular_form"] == "npair"
     assert config["weights"] == {"triplet": 2.0, "softmax": 0.5}
     assert (config["margin"], config["mining"], config["distance"]) == (0.2, "semi_hard", "cosine")
     assert (config["l2_reg"], config["alpha_degrees"], config["name"]) == (0.0, 30.0, "mm")
