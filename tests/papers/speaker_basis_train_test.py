@@ -138,15 +138,17 @@ def test_basis_loss_spreads_the_training_speakers_centroids(tmp_path):
     lower mean cos(c_i, c_j), i != j) with the basis loss. L_BC acts when
     the bases cannot all be orthogonal, i.e. with more speakers than
     embedding dimensions, as in the paper (1,211 bases in 128 dimensions):
-    the demo's 40 speakers get a 16-d embedding here (with the demo's 64-d
-    pooled vector softmax alone already spreads 40 bases, and the two
-    systems' centroids are within 0.01 of each other).
+    the demo's 40 speakers get a 16-d embedding here. L_BC is eq. 9 as
+    printed (the sum of the pairwise cosines, weight 1): the recipe's
+    default, the mean times 5, moves the centroids by about as much as two
+    runs of the same system differ (papers/speaker_basis/README.md).
     """
     out = str(tmp_path / "run")
     train.main([
         "--output", out, "--train.verbose=0", "--model.embedding_dim=16", "--evaluation.lda_dim=15",
         "--evaluation.backends=[cosine]", "--evaluation.reference=false", "--export.enabled=false",
-        "--systems=[{name: center, loss: {name: center}}, {name: proposed_1, loss: {name: proposed_1}}]",
+        "--systems=[{name: center, loss: {name: center}}, "
+        "{name: proposed_1, loss: {name: proposed_1, basis_reduction: sum, basis_weight: 1.0}}]",
     ])
     with open(os.path.join(out, "results", "centroids.txt")) as f:
         print(f.read())
@@ -156,6 +158,8 @@ def test_basis_loss_spreads_the_training_speakers_centroids(tmp_path):
             means[system] = float(saved["cosines"].mean())
             unit = saved["bases"] / np.linalg.norm(saved["bases"], axis=1, keepdims=True)
             bases[system] = float((unit @ unit.T)[np.triu_indices(len(unit), 1)].mean())
-    # Measured (TensorFlow): centroids 0.223 -> 0.182; bases 0.006 -> -0.025 (-1/39 is the least possible).
-    assert bases["proposed_1"] < -0.02 < bases["center"], bases
-    assert means["proposed_1"] < means["center"] - 0.02, means
+    # Measured (TensorFlow, two runs): centroids 0.223 / 0.216 -> 0.152 / 0.133; bases about
+    # 0.005 -> -0.0256 (-1/39, the least 40 vectors can have). Two runs of one system differ by
+    # up to 0.035 (CPU threads sum in varying order).
+    assert bases["proposed_1"] < -0.025 < 0.0 < bases["center"] + 0.02, bases
+    assert means["proposed_1"] < means["center"] - 0.035, means
