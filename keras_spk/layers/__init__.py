@@ -10,6 +10,7 @@ from keras_spk.layers.aam_softmax import AAMSoftmax
 from keras_spk.layers.am_softmax import AMSoftmax
 from keras_spk.layers.attentive_statistics_pooling import AttentiveStatisticsPooling
 from keras_spk.layers.center_loss import CenterLoss
+from keras_spk.layers.channel_exchange import ChannelExchange
 from keras_spk.layers.energy_vad import EnergyVAD
 from keras_spk.layers.feature_pyramid import FeaturePyramid
 from keras_spk.layers.learnable_dictionary_encoding import LearnableDictionaryEncoding
@@ -24,6 +25,7 @@ from keras_spk.layers.residual_attention import ResidualAttention
 from keras_spk.layers.ring_loss import RingLoss
 from keras_spk.layers.self_attentive_pooling import SelfAttentivePooling
 from keras_spk.layers.softmax_head import SoftmaxHead
+from keras_spk.layers.spectral_attention import SpectralAttention
 from keras_spk.layers.speaker_basis import SpeakerBasis
 from keras_spk.layers.squeeze_excitation import SqueezeExcitation
 from keras_spk.layers.statistics_pooling import StatisticsPooling
@@ -53,6 +55,8 @@ LAYERS = {
     "squeeze_excitation": SqueezeExcitation,
     "residual_attention": ResidualAttention,
     "rawnet_block": RawNetBlock,
+    "channel_exchange": ChannelExchange,
+    "spectral_attention": SpectralAttention,
     # Heads
     "softmax": SoftmaxHead,
     "softmax_head": SoftmaxHead,

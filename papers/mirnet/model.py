@@ -1,0 +1,251 @@
+"""MIRNet (Han, Chung and Kang, Interspeech 2020): K speaker embeddings from one mixture.
+
+The recipe's model builder, from section 3 and Table 1 of the paper:
+
+    mixture waveform [B, samples]
+      -> LogSpectrogram (32-ms frames every 10 ms, FFT 512)        S      [B, T, 257]
+      -> speech encoder conv1..conv6 (Conv1D over time, the bins
+         as channels; 512, 512, 512, 512, 1500, K * 257 channels;
+         kernels 5, 3, 3, 1, 1, 1; leaky ReLU 0.2)                 V_1    [B, T, K * 257]
+      -> ChannelExchange (eq. 2)                                   V_1, ..., V_K
+      -> SpectralAttention, shared by the K speakers               W_k [B, T, 1], Z_k [B, T, 257]
+      -> ResNet-18, shared, on each Z_k as [T, 257, 1]             C5_k   [B, T', F', 512]
+      -> temporal average pooling                                  I_k    [B, 512]
+      = the embeddings                                                    [B, K, 512]
+      -> classifier, shared (FC 512 -> speakers, with bias)                [B, K, speakers]
+      -> permutation invariant cross-entropy (eq. 3-5)
+
+`build_mirnet` returns `(trainer, embedder)`. The embedder maps a mixture
+`(batch, samples)` of any length to the K identities' embeddings
+`(batch, K, 512)`, in no particular order (that is what PIT trains for).
+The trainer takes `[mixture, labels]` (`labels` `(batch, K)` integer
+speaker indices, in any order) and returns the logits `(batch, K,
+num_speakers)`; a `LossHead` named `pit` adds the loss
+
+    L = min over permutations pi of sum_i CE(logits[:, pi(i)], labels[:, i])
+
+(for K = 2: min(L_1, L_2) of eq. 3-5, averaged over the batch) and logs it
+as `pit_loss`; compile with `loss=None`. The classifier is a plain `Dense`
+layer: it adds no loss of its own, which would fix the order of the
+identities.
+
+What the paper leaves open, and what is chosen here:
+
+- Training speakers: "LibriSpeech ... 2,238 speakers" (section 4.1.1) is
+  read as a typo for 2,338, the speakers of train-clean-100,
+  train-clean-360 and train-other-500 (251 + 921 + 1,166,
+  `LIBRISPEECH_TRAIN_SPEAKERS`); `num_speakers` is an argument.
+- Front-end: log of the magnitude (`log(|X| + 1e-6)`), 32-ms Hamming frames
+  (the window is not given) every 10 ms, FFT 512: 257 bins; no
+  normalisation, no centre padding, so a 3-s segment gives 297 frames.
+- Encoder activations: Table 1 gives "Leaky ReLU (alpha = 0.2)" in a single
+  cell, read as covering all six convolutions, conv6 included (so V_1 is
+  the output of a leaky ReLU).
+- Encoder convolutions: "same" padding (the frame count is kept), biases,
+  no batch normalisation, no dilation, stride 1 (none of them stated).
+- conv6 has `K * 257` channels (514 for K = 2: "two times that of the
+  input spectrum dimension"), D = 257 per speaker.
+- Channel exchange for K speakers: V_k is V_1 with its D-channel blocks
+  rolled so that block k comes first (eq. 2 for K = 2).
+- Spectral attention: W_k = sigmoid(fc2(tanh(fc1(V_k)))) per frame (fc1
+  with 64 units, fc2 with 1: Table 1), and Z_k = act(FC_{K D -> 257}(W_k *
+  V_1)): both weights multiply V_1, as the text says twice ("They are each
+  multiplied with the spectral embedding V_1"). `attend="own"` multiplies
+  V_k instead. The FC's activation is only called "non-linear": leaky
+  ReLU with slope 0.2, the encoder's.
+- Speaker embedding: "ResNet-18" (the citation, Inception-v4, is wrong)
+  is He et al.'s: basic blocks 2, 2, 2, 2 with 64, 128, 256, 512 channels,
+  the ImageNet stem (7x7 convolution with stride 2, 3x3 max pooling with
+  stride 2; not stated), BN and ReLU, on Z_k as a one-channel image
+  `[T, 257, 1]` (time, frequency). One network, shared by the speakers,
+  called once per speaker (batch statistics per speaker's view).
+- TAP: the mean of C5 over frequency, then over time (all positions equally
+  weighted, so `GlobalAveragePooling2D`): a 512-d embedding with no FC
+  layer after it (none is mentioned).
+- Classifier: one FC layer 512 -> speakers with a bias, shared by the
+  speakers (the paper says "a classifier").
+- Loss: eq. 3-5, cross-entropy summed over the speakers under the best
+  assignment, averaged over the batch (`PermutationInvariantLoss`, any K
+  up to 8).
+
+Parameter counts (K = 2, 2,338 speakers), all trainable except the
+ResNet's 9,600 BN moving statistics: encoder 4,035,990 (658,432 + 2 x
+786,944 + 262,656 + 769,500 + 771,514), attention fc1 + fc2 33,025, FC to
+257 132,355, ResNet-18 with one input channel 11,170,240 (torchvision's
+11,689,512 less its fc layer, 513,000, and 6,272 for one input channel
+instead of three), classifier 1,199,394; embedder 15,371,610, trainer
+16,571,004. `tests/papers/mirnet_model_test.py` derives each.
+"""
+
+import keras
+
+from keras_spk.layers import ChannelExchange
+from keras_spk.layers import LogSpectrogram
+from keras_spk.layers import LossHead
+from keras_spk.layers import SpectralAttention
+from keras_spk.losses import PermutationInvariantLoss
+from keras_spk.losses.permutation_invariant_loss import MAX_SPEAKERS
+from keras_spk.models import ResNetBackbone
+from keras_spk.utils import _checks
+
+# train-clean-100 + train-clean-360 + train-other-500 (the paper's "2,238" is a typo).
+LIBRISPEECH_TRAIN_SPEAKERS = 251 + 921 + 1166
+FFT_LENGTH = 512
+NUM_BINS = FFT_LENGTH // 2 + 1  # D, the spectrum's bins and each speaker's channels
+# Table 1: conv1-conv5 (conv6 has K * NUM_BINS channels) and the six kernels.
+PAPER_ENCODER_FILTERS = (512, 512, 512, 512, 1500)
+PAPER_ENCODER_KERNELS = (5, 3, 3, 1, 1, 1)
+ENCODER_NEGATIVE_SLOPE = 0.2
+ATTENDS = ("v1", "own")
+
+
+def _check_int_list(name, value, length=None):
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, (list, tuple))
+        or not value
+        or not all(_checks.is_int(v) and v > 0 for v in value)
+        or (length is not None and len(value) != length)
+    ):
+        wanted = "a non-empty list of positive integers"
+        if length is not None:
+            wanted = f"a list of {length} positive integers"
+        raise ValueError(f"`{name}` must be {wanted}. Received: {name}={value!r}")
+    return [int(v) for v in value]
+
+
+def build_mirnet(
+    num_speakers,
+    num_identities=2,
+    encoder_filters=PAPER_ENCODER_FILTERS,
+    encoder_kernels=PAPER_ENCODER_KERNELS,
+    attention_units=64,
+    attend="v1",
+    resnet_filters=(64, 128, 256, 512),
+    resnet_blocks=(2, 2, 2, 2),
+    sample_rate=16000,
+):
+    """MIRNet of section 3 and Table 1: the embedder and its PIT trainer.
+
+    Args:
+        num_speakers: int >= 2, the classifier's training speakers
+            (`LIBRISPEECH_TRAIN_SPEAKERS` = 2,338 for the paper's data).
+        num_identities: int K in [2, 8], the speakers in each mixture and
+            the embeddings the network returns. Defaults to `2` (the paper).
+        encoder_filters: the channels of conv1 to conv5 (conv6 has
+            `num_identities * 257`). Defaults to `(512, 512, 512, 512, 1500)`.
+        encoder_kernels: the kernel sizes of conv1 to conv6, one more entry
+            than `encoder_filters`. Defaults to `(5, 3, 3, 1, 1, 1)`.
+        attention_units: positive int, the width of the attention's fc1.
+            Defaults to `64`.
+        attend: `"v1"` (the paper's text: every W_k multiplies V_1) or
+            `"own"` (W_k multiplies V_k). Defaults to `"v1"`.
+        resnet_filters: the widths of the ResNet's stages; the stem has the
+            first stage's width. Defaults to ResNet-18's `(64, 128, 256, 512)`,
+            whose last entry is the embedding size.
+        resnet_blocks: basic blocks per stage, one entry per stage.
+            Defaults to ResNet-18's `(2, 2, 2, 2)`.
+        sample_rate: positive int, the waveforms' rate; a 32-ms frame must
+            fit the 512-point FFT (at most 16 kHz). Defaults to `16000`.
+
+    Returns:
+        `(trainer, embedder)`, sharing their layers. The embedder maps
+        `(batch, samples)` to `(batch, num_identities, resnet_filters[-1])`.
+        The trainer maps `[mixture (batch, samples), labels (batch,
+        num_identities) int]` to logits `(batch, num_identities,
+        num_speakers)` and adds the PIT cross-entropy, logged as `pit_loss`
+        (compile with `loss=None`).
+
+    Example:
+
+    ```python
+    trainer, embedder = build_mirnet(LIBRISPEECH_TRAIN_SPEAKERS)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss=None)
+    trainer.fit(dataset)  # yields ((mixtures [B, 48000], labels [B, 2]),)
+    identities = embedder.predict_on_batch(mixture[None])  # (1, 2, 512)
+    ```
+    """
+    num_speakers = _checks.check_positive_int("num_speakers", num_speakers)
+    if num_speakers < 2:
+        raise ValueError(
+            f"`num_speakers` must be at least 2. Received: num_speakers={num_speakers}"
+        )
+    num_identities = _checks.check_positive_int("num_identities", num_identities)
+    if not 2 <= num_identities <= MAX_SPEAKERS:
+        raise ValueError(
+            f"`num_identities` must be in [2, {MAX_SPEAKERS}] (the permutation invariant loss "
+            f"enumerates K! assignments). Received: num_identities={num_identities}"
+        )
+    encoder_filters = _check_int_list("encoder_filters", encoder_filters)
+    encoder_kernels = _check_int_list(
+        "encoder_kernels", encoder_kernels, length=len(encoder_filters) + 1
+    )
+    _checks.check_choice("attend", attend, ATTENDS)
+    resnet_filters = _check_int_list("resnet_filters", resnet_filters)
+    resnet_blocks = _check_int_list("resnet_blocks", resnet_blocks, length=len(resnet_filters))
+
+    # === Layers ===
+    frontend = LogSpectrogram(
+        sample_rate=sample_rate,
+        frame_length_ms=32,
+        frame_step_ms=10,
+        fft_length=FFT_LENGTH,
+        name="log_spectrogram",
+    )
+    channels = encoder_filters + [num_identities * NUM_BINS]
+    encoder = []
+    for index, (filters, kernel) in enumerate(zip(channels, encoder_kernels)):
+        number = index + 1
+        encoder.append(
+            keras.layers.Conv1D(filters, kernel, padding="same", name=f"conv{number}")
+        )
+        encoder.append(
+            keras.layers.LeakyReLU(
+                negative_slope=ENCODER_NEGATIVE_SLOPE, name=f"conv{number}_leaky_relu"
+            )
+        )
+    exchange = ChannelExchange(num_identities, name="channel_exchange")
+    attention = SpectralAttention(
+        units=attention_units,
+        output_dim=NUM_BINS,
+        attend=attend,
+        activation="leaky_relu",  # slope 0.2
+        name="spectral_attention",
+    )
+    add_channel_axis = keras.layers.Reshape((-1, NUM_BINS, 1), name="add_channel_axis")
+    backbone = ResNetBackbone(
+        stackwise_num_filters=resnet_filters,
+        stackwise_num_blocks=resnet_blocks,
+        stackwise_num_strides=[1] + [2] * (len(resnet_filters) - 1),
+        block_type="basic_block",
+        stem_filters=resnet_filters[0],
+        stem_kernel_size=7,
+        stem_strides=2,
+        stem_max_pooling=True,
+        feature_shape=(None, NUM_BINS, 1),
+        name="resnet",
+    )
+    last_level = backbone.pyramid_levels[-1]
+    # Mean over frequency then time of equally many positions = mean over both.
+    pooling = keras.layers.GlobalAveragePooling2D(name="tap")
+    add_identity_axis = keras.layers.Reshape((1, resnet_filters[-1]), name="add_identity_axis")
+    stack = keras.layers.Concatenate(axis=1, name="embeddings")
+    classifier = keras.layers.Dense(num_speakers, name="classifier")
+    pit = LossHead(PermutationInvariantLoss(), name="pit")
+
+    # === Functional Model ===
+    mixture = keras.Input((None,), name="mixture")
+    labels = keras.Input((num_identities,), dtype="int32", name="labels")
+    x = frontend(mixture)
+    for layer in encoder:
+        x = layer(x)
+    identities = []
+    for z in attention(exchange(x)):
+        maps = backbone(add_channel_axis(z))
+        identities.append(add_identity_axis(pooling(maps[last_level])))
+    embeddings = stack(identities)
+    embedder = keras.Model(mixture, embeddings, name="mirnet_embedder")
+    # Dense acts on the last axis: one classifier for every identity.
+    logits = pit([classifier(embeddings), labels])
+    trainer = keras.Model([mixture, labels], logits, name="mirnet_trainer")
+    return trainer, embedder
