@@ -34,6 +34,9 @@ setup(
         "test": ["pytest>=7"],
         # 2.13.0 is the CPU build used for testing; other versions pull CUDA wheels.
         "torch": ["torch==2.13.0"],
+        # Wideband PESQ in keras_spk.metrics.separation; a source distribution
+        # (built with a C compiler against the installed numpy).
+        "separation": ["pesq>=0.0.4,<0.1"],
     },
     license="Apache-2.0",
 )
