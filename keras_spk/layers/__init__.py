@@ -29,6 +29,8 @@ from keras_spk.layers.spectral_attention import SpectralAttention
 from keras_spk.layers.speaker_basis import SpeakerBasis
 from keras_spk.layers.squeeze_excitation import SqueezeExcitation
 from keras_spk.layers.statistics_pooling import StatisticsPooling
+from keras_spk.layers.stft import InverseSTFT
+from keras_spk.layers.stft import STFT
 from keras_spk.layers.temporal_average_pooling import TemporalAveragePooling
 from keras_spk.utils.registry import lookup
 
@@ -38,6 +40,8 @@ LAYERS = {
     "log_mel_filterbank": LogMelFilterbank,
     "log_spectrogram": LogSpectrogram,
     "energy_vad": EnergyVAD,
+    "stft": STFT,
+    "inverse_stft": InverseSTFT,
     # Multi-scale aggregation
     "feature_pyramid": FeaturePyramid,
     "multi_scale_aggregation": MultiScaleAggregation,
