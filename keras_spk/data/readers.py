@@ -12,6 +12,10 @@ by default, whatever the corpus' usual one; `extensions=` restricts them.
   `path speaker [duration]` (whitespace or comma separated, `#` comments,
   paths relative to the manifest's folder unless absolute).
 
+`read_wsj0_2mix(root, subset)` reads a speech-separation corpus instead: a
+list of `SeparationMixture` (mixture, source files, their speakers), so it
+is not among the `READERS` below, which all return an `UtteranceList`.
+
 `read_dataset(layout, location)` picks one by name, for configs. A
 `SpeakerMap` fixes the speaker-to-index order of a model's output layer and
 is saved with every run.
@@ -313,6 +317,121 @@ def read_manifest(path, root=None):
         if durations is not None:
             raise ValueError(f"{path}: give a duration on every line or on none.")
     return UtteranceList(paths=paths, speakers=speakers, root=root, durations=durations)
+
+
+WSJ0_2MIX_SUBSETS = ("tr", "cv", "tt")
+
+
+@dataclasses.dataclass(frozen=True)
+class SeparationMixture:
+    """One mixture of a separation corpus, with its sources and their speakers.
+
+    Attributes:
+        mixture: absolute path of the mixture's audio file.
+        sources: absolute paths of the source files, in the corpus' order
+            (`s1`, `s2`, ...).
+        speakers: speaker id of each source, in the same order.
+    """
+
+    mixture: str
+    sources: tuple
+    speakers: tuple
+
+    @property
+    def name(self):
+        """The mixture's file name without its extension."""
+        return os.path.splitext(os.path.basename(self.mixture))[0]
+
+
+def _wsj0_2mix_speakers(path):
+    """WSJ0 speakers of `<utt1>_<gain1>_<utt2>_<gain2>.wav`: first 3 characters of each utt."""
+    fields = os.path.splitext(os.path.basename(path))[0].split("_")
+    if len(fields) != 4 or len(fields[0]) < 3 or len(fields[2]) < 3:
+        raise ValueError(
+            f"{path}: not a WSJ0-2mix mixture name <utterance1>_<gain1>_<utterance2>_<gain2>.wav "
+            "(e.g. 011a0101_0.061105_401c020r_-0.061105.wav), so its speakers are unknown. "
+            "Remove the file or use the corpus' own names."
+        )
+    return fields[0][:3], fields[2][:3]
+
+
+def read_wsj0_2mix(root, subset):
+    """Reads one subset of WSJ0-2mix: `<root>/<subset>/{mix,s1,s2}/<name>.wav`.
+
+    `root` is one rate and mode of the corpus as its scripts write it,
+    typically `.../wsj0-mix/2speakers/wav16k/min`; `subset` is `"tr"`
+    (20,000 training mixtures), `"cv"` (5,000) or `"tt"` (3,000, unseen
+    speakers). A mixture's name joins its two WSJ0 utterance ids and gains
+    (`011a0101_0.061105_401c020r_-0.061105.wav`); the speaker of each
+    source is the first 3 characters of its utterance id (`011`, `401`).
+
+    Args:
+        root: the folder holding `tr`, `cv` and `tt`.
+        subset: `"tr"`, `"cv"` or `"tt"`.
+
+    Returns:
+        A list of `SeparationMixture`, sorted by file name.
+
+    Raises:
+        ValueError: an unknown subset, no mixtures, or a mixture whose name
+            does not give its speakers.
+        FileNotFoundError: a missing subset or `mix` / `s1` / `s2` folder,
+            or mixtures without their source files (the missing files are
+            named).
+
+    Example:
+
+    ```python
+    mixtures = read_wsj0_2mix("wsj0-mix/2speakers/wav16k/min", "tt")
+    mixtures[0].sources  # (".../tt/s1/<name>.wav", ".../tt/s2/<name>.wav")
+    mixtures[0].speakers  # e.g. ("050", "051")
+    ```
+
+    Reference:
+        - Hershey, Chen, Le Roux and Watanabe, Deep clustering:
+          discriminative embeddings for segmentation and separation,
+          ICASSP 2016 (WSJ0-2mix)
+    """
+    if subset not in WSJ0_2MIX_SUBSETS:
+        raise ValueError(
+            f"Unknown WSJ0-2mix subset {subset!r}. Valid subsets: {list(WSJ0_2MIX_SUBSETS)} "
+            "(training, validation, test)."
+        )
+    root = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"WSJ0-2mix folder {root} does not exist.")
+    folder = os.path.join(root, subset)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"WSJ0-2mix subset folder {folder} does not exist. Give the folder holding "
+            "tr/, cv/ and tt/ (e.g. .../wsj0-mix/2speakers/wav16k/min)."
+        )
+    parts = ("mix", "s1", "s2")
+    missing_folders = [p for p in parts if not os.path.isdir(os.path.join(folder, p))]
+    if missing_folders:
+        raise FileNotFoundError(
+            f"WSJ0-2mix subset {folder} has no {', '.join(missing_folders)} folder(s); "
+            "each subset needs mix/, s1/ and s2/."
+        )
+    names = sorted(
+        n for n in os.listdir(os.path.join(folder, "mix")) if n.lower().endswith(".wav")
+    )
+    if not names:
+        raise ValueError(f"No .wav mixtures found in {os.path.join(folder, 'mix')}.")
+    mixtures, missing = [], []
+    for name in names:
+        sources = tuple(os.path.join(folder, p, name) for p in parts[1:])
+        missing.extend(s for s in sources if not os.path.isfile(s))
+        mixture = os.path.join(folder, "mix", name)
+        mixtures.append(SeparationMixture(mixture, sources, _wsj0_2mix_speakers(mixture)))
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} source file(s) of WSJ0-2mix mixtures in {folder} do not exist: "
+            + "; ".join(missing[:10])
+            + (" ..." if len(missing) > 10 else "")
+            + ". Every mix/<name>.wav needs s1/<name>.wav and s2/<name>.wav."
+        )
+    return mixtures
 
 
 READERS = {
