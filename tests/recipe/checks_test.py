@@ -111,9 +111,10 @@ def test_fpm_refuses_bad_values_before_any_folder_or_training(corpus, tmp_path, 
 
 
 def test_shared_rules_cover_every_recipe_and_their_configs_pass():
+    from papers.multi_metric import train as multi_metric_train
     from papers.speaker_basis import train as speaker_basis_train
 
-    for module in (rawnet_train, fpm_train, speaker_basis_train):
+    for module in (rawnet_train, fpm_train, speaker_basis_train, multi_metric_train):
         rules = recipe_constraints(module.DEFAULT_CONFIG, module.config_constraints())
         for key in ("seed", "data.sample_rate", "data.batch_size", "data.crop_samples", "stages",
                     "evaluation.backends", "evaluation.test_durations", "export.version"):
