@@ -147,3 +147,17 @@ def test_compiled_model_save_and_load(tmp_path):
     np.testing.assert_allclose(
         restored.evaluate(x, y, batch_size=len(x), verbose=0), before, rtol=1e-5
     )
+
+
+@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard"])
+def test_cosine_margin_half_is_half_the_squared_loss_with_margin_one_on_unit_vectors(mining):
+    # On unit vectors ||a - b||^2 = 2 (1 - cos(a, b)), so eq. 8 with m = 1 is twice the cosine-distance
+    # triplet with margin 0.5 (the multi-metric authors' setting), with the same hardest pairs.
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(12, 6))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(4), 3)
+    cosine = to_numpy(triplet_loss(labels, x.astype("float32"), margin=0.5, mining=mining, distance="cosine"))
+    squared = to_numpy(triplet_loss(labels, x.astype("float32"), margin=1.0, mining=mining, distance="squared"))
+    assert np.abs(cosine).max() > 0.05
+    np.testing.assert_allclose(cosine, 0.5 * squared, atol=1e-5)

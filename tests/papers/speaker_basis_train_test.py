@@ -161,5 +161,5 @@ def test_basis_loss_spreads_the_training_speakers_centroids(tmp_path):
     # Measured (TensorFlow, two runs): centroids 0.223 / 0.216 -> 0.152 / 0.133; bases about
     # 0.005 -> -0.0256 (-1/39, the least 40 vectors can have). Two runs of one system differ by
     # up to 0.035 (CPU threads sum in varying order).
-    assert bases["proposed_1"] < -0.025 < 0.0 < bases["center"] + 0.02, bases
+    assert bases["proposed_1"] < -0.02 < bases["center"], bases
     assert means["proposed_1"] < means["center"] - 0.035, means
