@@ -52,6 +52,7 @@ from keras_spk.recipe.runner import start_run
 from keras_spk.recipe.runner import system_configs
 from keras_spk.recipe.stages import StageContext
 from keras_spk.recipe.stages import freeze
+from keras_spk.recipe.stages import pk_batches_problem
 from keras_spk.recipe.stages import run_stages
 from keras_spk.recipe.stages import stage_plan
 from keras_spk.recipe.stages import transfer_weights

@@ -123,6 +123,31 @@ def stage_plan(config):
     return plan
 
 
+def pk_batches_problem(config, stage, reason):
+    """Why `stage` does not train on P x K batches with K >= 2, or None when it does.
+
+    For losses that compare utterances of one speaker within a batch
+    (GE2E, triplet, N-pair, angular): the stage's resolved `data` section
+    (the shared one with the stage's changes) must use the P x K sampler
+    with at least two utterances per speaker.
+
+    Args:
+        config: the (system's) config.
+        stage: the stage's name.
+        reason: what needs the batches, e.g. "loss 'ge2e'": the message's start.
+
+    Returns:
+        None, or the message naming the keys to set.
+    """
+    data = stage_plan(config)[stage]["data"]
+    if data["sampler"] == "pk" and data["pk"]["num_utterances"] >= 2:
+        return None
+    return (
+        f"{reason} compares utterances of the same speaker within a batch: stage {stage!r} needs "
+        f"stages.{stage}.data.sampler: pk (or data.sampler: pk) with data.pk.num_utterances >= 2."
+    )
+
+
 def freeze(model):
     """Makes `model` (an earlier stage's) non-trainable, BN statistics included; returns it."""
     model.trainable = False

@@ -88,19 +88,15 @@ def config_constraints():
 def check_data(config, data):
     """The metric losses need P x K batches with K >= 2, and ImageNet weights a file that exists."""
     from keras_spk.recipe.run import RunError
+    from keras_spk.recipe.stages import pk_batches_problem
     from keras_spk.recipe.stages import stage_plan
 
-    stage = stage_plan(config)["train"]
     losses = config["loss"]
     metric = any(losses[f"{term}_weight"] > 0 for term in ("triplet", "npair", "angular"))
-    if stage["epochs"] > 0 and metric:
-        sampler = stage["data"]
-        if sampler["sampler"] != "pk" or sampler["pk"]["num_utterances"] < 2:
-            raise RunError(
-                "the metric losses compare utterances of the same speaker within a batch: the "
-                "train stage needs stages.train.data.sampler: pk with data.pk.num_utterances >= 2 "
-                "(the paper: 64 speakers x 2)."
-            )
+    if stage_plan(config)["train"]["epochs"] > 0 and metric:
+        problem = pk_batches_problem(config, "train", "the metric losses (the paper: 64 speakers x 2)")
+        if problem:
+            raise RunError(problem)
     weights = config["model"]["imagenet_weights"]
     if weights is not None and not os.path.isfile(weights):
         raise RunError(

@@ -87,17 +87,19 @@ def config_constraints():
 
 def _loss_sampler_test(value, config):
     """The loss is known, and GE2E trains on P x K batches of K >= 2 utterances per speaker."""
+    from keras_spk.config import ConfigError
+    from keras_spk.recipe.stages import pk_batches_problem
     from papers.speaker_basis.model import LOSSES
     from papers.speaker_basis.model import PK_LOSSES
 
     if value not in LOSSES:
         return False
-    data = config["data"]
-    if value in PK_LOSSES and (data["sampler"] != "pk" or data["pk"]["num_utterances"] < 2):
-        return (
-            f"loss {value!r} compares each utterance with its speaker's centroid in the batch: it "
-            "needs data.sampler: pk with data.pk.num_utterances >= 2 (the paper: 20 speakers x 5)."
-        )
+    if value in PK_LOSSES:
+        try:
+            problem = pk_batches_problem(config, "train", f"loss {value!r} (the paper: 20 speakers x 5)")
+        except (ConfigError, ValueError):  # a malformed `stages` is reported by its own constraint
+            return True
+        return problem or True
     return True
 
 

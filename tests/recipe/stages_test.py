@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_spk.config import ConfigError
+from keras_spk.recipe import pk_batches_problem
 from keras_spk.recipe import stage_plan
 from keras_spk.recipe import transfer_weights
 
@@ -54,6 +55,16 @@ def test_a_stage_changes_the_shared_sections_and_keeps_its_own_keys():
 def test_bad_stages_name_the_key(stages, message):
     with pytest.raises(ConfigError, match=message):
         stage_plan(config(**stages))
+
+
+def test_pk_batches_are_read_from_the_stage_s_resolved_data():
+    cfg = config(pre={"epochs": 1}, metric={"epochs": 1, "data": {"sampler": "pk"}})
+    assert pk_batches_problem(cfg, "metric", "the triplet loss") is None
+    problem = pk_batches_problem(cfg, "pre", "the triplet loss")
+    assert problem.startswith("the triplet loss compares") and "stages.pre.data.sampler: pk" in problem
+    # One utterance per speaker is not enough, whichever section sets it.
+    cfg = config(metric={"epochs": 1, "data": {"sampler": "pk", "pk": {"num_utterances": 1}}})
+    assert "num_utterances >= 2" in pk_batches_problem(cfg, "metric", "GE2E")
 
 
 def small(name, units=3):
