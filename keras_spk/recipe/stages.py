@@ -54,6 +54,7 @@ class StageContext:
             this process (trained, or restored from its checkpoint).
         shared: free-form dict for what a recipe's stages share (e.g. the
             embedder that successive trainers are built around).
+        run: the (system's) `Run` the stages train in, or None.
     """
 
     config: dict
@@ -61,6 +62,7 @@ class StageContext:
     stages: dict
     models: dict = dataclasses.field(default_factory=dict)
     shared: dict = dataclasses.field(default_factory=dict)
+    run: object = None
 
     @property
     def num_speakers(self):
@@ -173,7 +175,7 @@ def run_stages(run, build_stage, data, callbacks=()):
     from keras_spk.recipe import training
 
     config = run.config
-    context = StageContext(config, data, stage_plan(config))
+    context = StageContext(config, data, stage_plan(config), run=run)
     train = config["train"]
     for name, stage in context.stages.items():
         for frozen in stage["frozen"]:

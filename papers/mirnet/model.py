@@ -249,3 +249,209 @@ def build_mirnet(
     logits = pit([classifier(embeddings), labels])
     trainer = keras.Model([mixture, labels], logits, name="mirnet_trainer")
     return trainer, embedder
+
+
+# === Speaker-conditioned separation (section 4.2, Table 2) ===
+
+# What conditions the separator: (b) MIRNet's identities of the mixture itself,
+# (a) a clean-speech embedder on an enrolment utterance of each target, (c) nothing (uPIT).
+SEPARATOR_CONDITIONS = ("mirnet", "enrolment", "none")
+
+
+@keras.saving.register_keras_serializable(package="keras_spk")
+class MatchLength(keras.layers.Layer):
+    """Cuts or zero-pads the last axis of `x` to the length of `reference`'s last axis.
+
+    The inverse STFT of a centred analysis gives `(frames - 1) * hop`
+    samples, up to a hop fewer than the analysed waveform; the separator's
+    estimates are brought back to the mixture's length so they line up
+    sample by sample with it.
+
+    Call arguments:
+        inputs: `[x, reference]`: `x` `(..., samples')`, `reference`
+            `(batch, samples)`.
+    """
+
+    def call(self, inputs):
+        x, reference = inputs
+        target = keras.ops.shape(reference)[-1]
+        zeros = keras.ops.zeros_like(reference)
+        for _ in range(len(x.shape) - 2):
+            zeros = keras.ops.expand_dims(zeros, 1)
+        zeros = keras.ops.broadcast_to(zeros, keras.ops.shape(x)[:-1] + (target,))
+        padded = keras.ops.concatenate([x, keras.ops.cast(zeros, x.dtype)], axis=-1)
+        return padded[..., :target]
+
+    def compute_output_shape(self, input_shapes):
+        x, reference = input_shapes
+        return tuple(x[:-1]) + (reference[-1],)
+
+
+def _front_end(sample_rate, name):
+    return LogSpectrogram(
+        sample_rate=sample_rate,
+        frame_length_ms=32,
+        frame_step_ms=10,
+        fft_length=FFT_LENGTH,
+        name=name,
+    )
+
+
+def build_clean_embedder(
+    num_speakers,
+    resnet_filters=(64, 128, 256, 512),
+    resnet_blocks=(2, 2, 2, 2),
+    sample_rate=16000,
+):
+    """A single-speaker embedder of clean speech, for the enrolment baseline (a) of Table 2.
+
+    The paper's baseline (a) conditions the separator on an enrolled clean
+    utterance embedded by Chung et al.'s VoxCeleb2 model; that model is
+    not shipped, so the recipe trains this one (MIRNet's front-end and
+    ResNet-18 with TAP, without the encoder and the attention) on the
+    same training speakers' clean utterances with softmax cross-entropy,
+    or loads a user's embedder (`separator.enrolment_model`).
+
+    Returns:
+        `(trainer, embedder)`: the embedder maps `(batch, samples)` to
+        `(batch, resnet_filters[-1])`; the trainer takes `[waveforms,
+        labels]` and adds the softmax cross-entropy (`speaker_head_loss`).
+    """
+    from keras_spk.layers import SoftmaxHead
+
+    num_speakers = _checks.check_positive_int("num_speakers", num_speakers)
+    resnet_filters = _check_int_list("resnet_filters", resnet_filters)
+    resnet_blocks = _check_int_list("resnet_blocks", resnet_blocks, length=len(resnet_filters))
+    backbone = ResNetBackbone(
+        stackwise_num_filters=resnet_filters,
+        stackwise_num_blocks=resnet_blocks,
+        stackwise_num_strides=[1] + [2] * (len(resnet_filters) - 1),
+        block_type="basic_block",
+        stem_filters=resnet_filters[0],
+        stem_kernel_size=7,
+        stem_strides=2,
+        stem_max_pooling=True,
+        feature_shape=(None, NUM_BINS, 1),
+        name="speaker_resnet",
+    )
+    waveform = keras.Input((None,), name="waveform")
+    labels = keras.Input((), dtype="int32", name="labels")
+    x = _front_end(sample_rate, "speaker_log_spectrogram")(waveform)
+    x = keras.layers.Reshape((-1, NUM_BINS, 1), name="speaker_channel_axis")(x)
+    maps = backbone(x)
+    embedding = keras.layers.GlobalAveragePooling2D(name="speaker_tap")(
+        maps[backbone.pyramid_levels[-1]]
+    )
+    embedder = keras.Model(waveform, embedding, name="clean_embedder")
+    logits = SoftmaxHead(num_speakers, name="speaker_head")([embedding, labels])
+    trainer = keras.Model([waveform, labels], logits, name="clean_embedder_trainer")
+    return trainer, embedder
+
+
+def build_separator(
+    condition="mirnet",
+    identities=None,
+    enrolment_embedder=None,
+    num_sources=2,
+    conv_filters=64,
+    lstm_units=400,
+    fc_units=600,
+    output_channels=8,
+    dilations=(1, 2, 4, 8, 16),
+    power=0.3,
+    sample_rate=16000,
+):
+    """The separators of Table 2: VoiceFilter conditioned on MIRNet (b), on enrolment (a), or uPIT (c).
+
+    ```
+    mixture -> STFT (32-ms Hann frames every 10 ms, FFT 512) -> |X|, phase
+    (b) "mirnet":    e_1..e_K = MIRNet(mixture)        (frozen, in the graph)
+                     mask_k = VoiceFilter(|X|, e_k)    (one network, K calls)
+    (a) "enrolment": e_k = clean embedder(enrolment_k)  (frozen)
+                     mask_k = VoiceFilter(|X|, e_k)
+    (c) "none":      mask_1..mask_K = uPIT BLSTM(|X|)   (fc1 doubled, K * 257 outputs)
+    estimate_k = InverseSTFT(mask_k * |X|, phase), cut to the mixture's length
+    ```
+
+    Loss: the spectral MSE between `mask_k * |X|` and the sources'
+    magnitudes after power-law compression (`SpectralMSE(power)`),
+    under the best assignment of the K outputs to the K sources (PIT) for
+    (b) and (c), whose outputs come in no particular order; in source
+    order for (a), whose k-th output is conditioned on source k's speaker.
+
+    Args:
+        condition: `"mirnet"`, `"enrolment"` or `"none"`.
+        identities: for `"mirnet"`, the MIRNet embedder (mixture ->
+            `(batch, K, E)`), frozen by the caller.
+        enrolment_embedder: for `"enrolment"`, a clean-speech embedder
+            (`(batch, samples)` -> `(batch, E)`), frozen by the caller.
+        num_sources: K, the sources of each mixture. Defaults to `2`.
+        conv_filters, lstm_units, fc_units, output_channels, dilations:
+            VoiceFilter's sizes (`keras_spk.models.build_voicefilter`);
+            uPIT's fc1 has `2 * fc_units` ("doubling the dimension of the
+            fully-connected layer", section 4.2.2).
+        power: the spectral MSE's compression. Defaults to `0.3`.
+        sample_rate: the waveforms' rate. Defaults to `16000`.
+
+    Returns:
+        `(trainer, separator)`. The trainer takes the sampler's
+        `[mixture (B, L), labels (B, K), sources (B, K, L)]` (and
+        `enrolment (B, K, L_e)` for `"enrolment"`), adds the loss (logged
+        as `separation_loss`) and returns the estimated magnitudes; compile
+        it with `loss=None`. The separator maps `mixture` (and
+        `enrolment`) to the estimated sources `(B, K, L)`.
+    """
+    from keras_spk.layers import STFT
+    from keras_spk.layers import InverseSTFT
+    from keras_spk.models.separation import apply_mask
+    from keras_spk.models.separation import build_upit
+    from keras_spk.models.separation import build_voicefilter
+    from keras_spk.models.separation import spectral_mse
+
+    _checks.check_choice("condition", condition, SEPARATOR_CONDITIONS)
+    num_sources = _checks.check_positive_int("num_sources", num_sources)
+    if condition == "mirnet" and identities is None:
+        raise ValueError("`condition='mirnet'` needs `identities`, the MIRNet embedder.")
+    if condition == "enrolment" and enrolment_embedder is None:
+        raise ValueError("`condition='enrolment'` needs `enrolment_embedder`, a clean-speech embedder.")
+    sizes = dict(
+        num_bins=NUM_BINS,
+        conv_filters=conv_filters,
+        lstm_units=lstm_units,
+        output_channels=output_channels,
+        dilations=tuple(dilations),
+    )
+    stft = STFT(sample_rate=sample_rate, name="stft")
+    inverse = InverseSTFT(sample_rate=sample_rate, name="inverse_stft")
+
+    mixture = keras.Input((None,), name="mixture")
+    labels = keras.Input((num_sources,), dtype="int32", name="labels")
+    sources = keras.Input((num_sources, None), name="sources")
+    enrolment = keras.Input((num_sources, None), name="enrolment")
+    magnitude, phase = stft(mixture)
+    if condition == "none":
+        masks = build_upit(num_sources=num_sources, fc_units=2 * fc_units, **sizes)(magnitude)
+    else:
+        if condition == "mirnet":
+            embeddings = identities(mixture)
+            conditions = [embeddings[:, k] for k in range(num_sources)]
+        else:
+            conditions = [enrolment_embedder(enrolment[:, k]) for k in range(num_sources)]
+        dim = conditions[0].shape[-1]
+        voicefilter = build_voicefilter(condition_dim=dim, fc_units=fc_units, **sizes)
+        masks = keras.ops.stack([voicefilter([magnitude, c]) for c in conditions], axis=1)
+    estimates = masks * keras.ops.expand_dims(magnitude, 1)
+    targets = keras.ops.stack([stft(sources[:, k])[0] for k in range(num_sources)], axis=1)
+    per_source = spectral_mse(power)
+    loss = per_source if condition == "enrolment" else PermutationInvariantLoss(per_speaker_loss=per_source)
+    estimates = LossHead(loss, name="separation")([estimates, targets])
+    inputs = [mixture, labels, sources] + ([enrolment] if condition == "enrolment" else [])
+    trainer = keras.Model(inputs, estimates, name=f"separator_trainer_{condition}")
+
+    waveforms = keras.ops.stack(
+        [inverse([masks[:, k] * magnitude, phase]) for k in range(num_sources)], axis=1
+    )
+    waveforms = MatchLength(name="match_length")([waveforms, mixture])
+    separator_inputs = [mixture, enrolment] if condition == "enrolment" else mixture
+    separator = keras.Model(separator_inputs, waveforms, name=f"separator_{condition}")
+    return trainer, separator
