@@ -21,6 +21,11 @@ from keras_spk.evaluation.durations import evaluate_durations
 from keras_spk.evaluation.durations import format_duration_table
 from keras_spk.evaluation.durations import write_duration_results
 
+from keras_spk.evaluation.mixtures import min_distance_scores
+from keras_spk.evaluation.mixtures import mixture_segment
+from keras_spk.evaluation.mixtures import mixture_triples
+from keras_spk.evaluation.mixtures import mixture_verification
+
 __all__ = [
     "impostor_cosines",
     "plot_centroid_cosines",
@@ -32,4 +37,8 @@ __all__ = [
     "evaluate_durations",
     "format_duration_table",
     "write_duration_results",
+    "min_distance_scores",
+    "mixture_segment",
+    "mixture_triples",
+    "mixture_verification",
 ]

@@ -405,6 +405,8 @@ CONSTRAINTS = {
     "evaluation.multi_crop_reduce": list_of(
         choice(_multi_crop_choices("REDUCTIONS")), min_length=1, unique=True, noun="reductions"
     ),
+    "evaluation.mixture_trials": int_range(min=1),
+    "evaluation.mixture_seconds": crop_seconds(),
     "evaluation.lda_dim": int_range(min=1, max=_embedding_dim, allow_none=True),
     "evaluation.pair_classifier": choice(_pair_classifiers),
     "evaluation.n_pairs": int_range(min=2),

@@ -656,3 +656,5 @@ def merge_centroids(run, systems):
     table = _format_centroid_rows(rows)
     atomic_write_text(os.path.join(folder, "centroids.txt"), table)
     print(f"\nTraining-speaker centroids (Fig. 2: {os.path.join(folder, CENTROID_FIGURE)}):\n{table}")
+
+from keras_spk.recipe import mixture_protocols  # noqa: E402,F401  (registers mixture_verification)
