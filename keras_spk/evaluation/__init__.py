@@ -26,6 +26,15 @@ from keras_spk.evaluation.mixtures import mixture_segment
 from keras_spk.evaluation.mixtures import mixture_triples
 from keras_spk.evaluation.mixtures import mixture_verification
 
+from keras_spk.evaluation.separation import EvaluationMixture
+from keras_spk.evaluation.separation import MixtureSet
+from keras_spk.evaluation.separation import evaluate_separation
+from keras_spk.evaluation.separation import format_separation_table
+from keras_spk.evaluation.separation import ideal_ratio_mask
+from keras_spk.evaluation.separation import speaker_mixtures
+from keras_spk.evaluation.separation import write_separation_results
+from keras_spk.evaluation.separation import wsj0_2mix_mixtures
+
 __all__ = [
     "impostor_cosines",
     "plot_centroid_cosines",
@@ -41,4 +50,12 @@ __all__ = [
     "mixture_segment",
     "mixture_triples",
     "mixture_verification",
+    "EvaluationMixture",
+    "MixtureSet",
+    "evaluate_separation",
+    "format_separation_table",
+    "ideal_ratio_mask",
+    "speaker_mixtures",
+    "write_separation_results",
+    "wsj0_2mix_mixtures",
 ]

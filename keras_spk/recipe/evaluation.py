@@ -421,5 +421,15 @@ CONSTRAINTS = {
     "evaluation.dcae_epochs": _optional_positive_int,
     "evaluation.dcae_batch_size": _optional_positive_int,
     "evaluation.dcae_learning_rate": _optional_learning_rate,
+    "evaluation.separation_source": choice(["eval_speakers", "wsj0_2mix"]),
+    "evaluation.separation_subset": choice(["tr", "cv", "tt"]),
+    "evaluation.separation_mixtures": int_range(min=1, allow_none=True),
+    "evaluation.separation_seconds": float_range(
+        min=0.25, fix="PESQ needs at least 0.25 s of speech; for example 1.0."
+    ),
+    "evaluation.separation_enrolment_seconds": float_range(
+        min=0, include_min=False, allow_none=True
+    ),
+    "evaluation.separation_pesq": choice([True, False]),
     "export.version": int_range(min=0),
 }

@@ -658,3 +658,4 @@ def merge_centroids(run, systems):
     print(f"\nTraining-speaker centroids (Fig. 2: {os.path.join(folder, CENTROID_FIGURE)}):\n{table}")
 
 from keras_spk.recipe import mixture_protocols  # noqa: E402,F401  (registers mixture_verification)
+from keras_spk.recipe import separation_protocols  # noqa: E402,F401  (registers separation)
