@@ -5,11 +5,22 @@ settings per sampler:
 
 ```yaml
 data:
-  sampler: pk            # random | pk | mixture
+  sampler: pk            # random | pk | mixture | wsj0_2mix
   pk: {num_speakers: 64, num_utterances: 2, steps_per_epoch: null}
   mixture: {num_speakers: 2, sir_db: [0.0, 0.0], mixtures_per_epoch: null,
-            return_sources: false}
+            return_sources: false, return_enrolments: false}
+  wsj0_2mix: {root: null, subset: tr, mixtures_per_epoch: null,
+              return_enrolments: false}
 ```
+
+`random` and `pk` crop the recipe's training utterances; `mixture` mixes
+them on the fly, K distinct speakers per mixture; `wsj0_2mix` ignores them
+and reads the pre-made mixtures of WSJ0-2mix (`data.wsj0_2mix.root`, the
+folder holding `tr/`, `cv/` and `tt/`), with their sources, to train a
+separator; its labels index the corpus' own speakers, not the recipe's
+speaker map. With `return_enrolments`, the two mixture samplers also give
+each source an enrolment crop (another utterance of its speaker), for a
+speaker-conditioned separator.
 
 `sampler_from_config(config["data"])` reads it, `sampler_dataset(name, ...,
 **settings)` builds the endless, resumable training stream (every epoch a
@@ -23,6 +34,8 @@ import math
 from keras_spk.config import Constraint
 from keras_spk.config import choice
 from keras_spk.config import int_range
+from keras_spk.config import non_empty_string
+from keras_spk.data.readers import WSJ0_2MIX_SUBSETS
 from keras_spk.data.sampler import MAX_MIXTURES_PER_EPOCH
 from keras_spk.data.sampler import MAX_STEPS_PER_EPOCH
 from keras_spk.utils._checks import is_real
@@ -58,6 +71,7 @@ def _pk(
 def _mixture(
     paths, labels, crop_samples, batch_size, sample_rate, seed, start_epoch, *,
     num_speakers=2, sir_db=(0.0, 0.0), mixtures_per_epoch=None, return_sources=False,
+    return_enrolments=False,
 ):
     """Mixtures of K distinct speakers, `crop_samples` long (`mixture_dataset`)."""
     from keras_spk.data.mixture import _mixture_dataset
@@ -65,13 +79,27 @@ def _mixture(
 
     return _mixture_dataset(
         paths, labels, crop_samples, batch_size, num_speakers, mixtures_per_epoch, sir_db,
-        sample_rate, seed, start_epoch, return_sources, AUTOTUNE,
+        sample_rate, seed, start_epoch, return_sources, AUTOTUNE, return_enrolments,
+    )
+
+
+def _wsj0_2mix(
+    paths, labels, crop_samples, batch_size, sample_rate, seed, start_epoch, *,
+    root=None, subset="tr", mixtures_per_epoch=None, return_enrolments=False,
+):
+    """WSJ0-2mix mixtures with their sources (`wsj0_2mix_dataset`); `paths` and `labels` unused."""
+    from keras_spk.data.mixture import _wsj0_2mix_dataset
+    from keras_spk.data.pipeline import AUTOTUNE
+
+    return _wsj0_2mix_dataset(
+        root, subset, crop_samples, batch_size, mixtures_per_epoch, sample_rate, seed,
+        start_epoch, return_enrolments, AUTOTUNE,
     )
 
 
 # name -> function(paths, labels, crop_samples, batch_size, sample_rate, seed,
 # start_epoch, **settings) -> (dataset of unwrapped elements, steps per epoch).
-SAMPLERS = {"random": _random, "pk": _pk, "mixture": _mixture}
+SAMPLERS = {"random": _random, "pk": _pk, "mixture": _mixture, "wsj0_2mix": _wsj0_2mix}
 
 
 def sampler_settings(name):
@@ -136,9 +164,23 @@ def sampler_dataset(
     - `"mixture"`: mixtures of K distinct speakers (`mixture_dataset`,
       segment = `crop_samples`): `num_speakers` (K, default 2), `sir_db`
       (default `[0, 0]`), `mixtures_per_epoch` (default `len(paths)`),
-      `return_sources` (default false). Elements `((mixture [B, crop],
-      labels [B, K]),)` or `((mixture, labels, sources [B, K, crop]),)`,
-      `mixtures_per_epoch // batch_size` steps per epoch.
+      `return_sources` (default false), `return_enrolments` (default
+      false). Elements `((mixture [B, crop], labels [B, K]),)`, with
+      sources `((mixture, labels, sources [B, K, crop]),)`, with
+      enrolments `((mixture, labels, enrolments [B, K, crop]),)`, with both
+      `((mixture, labels, sources, enrolments),)`;
+      `mixtures_per_epoch // batch_size` steps per epoch. Enrolment `k` is
+      a crop of another utterance of source `k`'s speaker (every speaker
+      needs two or more).
+    - `"wsj0_2mix"`: WSJ0-2mix mixtures and their sources
+      (`wsj0_2mix_dataset`); `paths` and `labels` are unused: `root` (the
+      folder holding `tr/`, `cv/`, `tt/`; required), `subset` (default
+      `"tr"`), `mixtures_per_epoch` (default: all of the subset),
+      `return_enrolments` (default false). Elements `((mixture [B, crop],
+      labels [B, 2], sources [B, 2, crop]),)`, with enrolments
+      `((mixture, labels, sources, enrolments [B, 2, crop]),)`; the labels
+      index the subset's WSJ0 speakers in sorted order, not the recipe's
+      speaker map. `mixtures_per_epoch // batch_size` steps per epoch.
 
     With `start_epoch=e` (an int) the stream is endless and resumable:
     epochs `e, e + 1, ...`, each a function of `(seed, epoch)` only, so
@@ -176,7 +218,8 @@ def sampler_from_config(data_section):
     """`(name, settings)` of the sampler a recipe config's `data` section asks for.
 
     `data.sampler` names it (default `"random"`); its settings are the
-    entries of the sub-section of that name (`data.pk`, `data.mixture`;
+    entries of the sub-section of that name (`data.pk`, `data.mixture`,
+    `data.wsj0_2mix`;
     missing entries take the sampler's defaults). Pass them on as
     `sampler_dataset(name, ..., **settings)`.
 
@@ -223,6 +266,17 @@ CONSTRAINTS = {
     ),
     "data.mixture.mixtures_per_epoch": int_range(min=1, max=MAX_MIXTURES_PER_EPOCH, allow_none=True),
     "data.mixture.return_sources": Constraint(
+        lambda value, config: isinstance(value, bool), "true or false"
+    ),
+    "data.mixture.return_enrolments": Constraint(
+        lambda value, config: isinstance(value, bool), "true or false"
+    ),
+    "data.wsj0_2mix.root": non_empty_string(allow_none=True),
+    "data.wsj0_2mix.subset": choice(WSJ0_2MIX_SUBSETS),
+    "data.wsj0_2mix.mixtures_per_epoch": int_range(
+        min=1, max=MAX_MIXTURES_PER_EPOCH, allow_none=True
+    ),
+    "data.wsj0_2mix.return_enrolments": Constraint(
         lambda value, config: isinstance(value, bool), "true or false"
     ),
 }

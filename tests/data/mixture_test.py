@@ -185,6 +185,92 @@ def test_mixture_sampler_draws_distinct_speakers_uniformly():
     assert not np.array_equal(sampler.epoch_indices(4), sampler.epoch_indices(5))
 
 
+@pytest.mark.parametrize("K", [2, 3])
+def test_enrolments_are_other_utterances_of_the_source_speakers(corpus, K):
+    B = 4
+    dataset = mixture_dataset(
+        corpus, SPEAKER_OF_FILE, CROP, batch_size=B, num_speakers=K, sir_db=(-4, 4), seed=2,
+        start_epoch=0, return_sources=True, return_enrolments=True,
+    )
+    sampler = MixtureSampler(SPEAKER_OF_FILE, K, mixtures=12, seed=2, enrolments=True)
+    plain = MixtureSampler(SPEAKER_OF_FILE, K, mixtures=12, seed=2)
+    for e in [1]:
+        files = []
+        for mixture, labels, sources, enrolments in arrays(dataset.skip(3 * e).take(3)):
+            assert enrolments.shape == (B, K, CROP) and enrolments.dtype == np.float32
+            np.testing.assert_array_equal(mixture, sequential_sum(sources))
+            for row_labels, row_sources, row_enrolments in zip(labels, sources, enrolments):
+                found = [find_source(s) for s in row_sources]
+                enrolled = [find_source(s) for s in row_enrolments]
+                for (source, _, _), (enrolment, _, gain), label in zip(found, enrolled, row_labels):
+                    assert SPEAKER_OF_FILE[enrolment] == label  # the source's speaker
+                    assert enrolment != source  # another utterance (each speaker has 4)
+                    assert gain == pytest.approx(1.0, abs=1e-6)  # at the file's own level
+                files.append([f for f, _, _ in found + enrolled])
+        indices = sampler.epoch_indices(e)
+        assert files == indices.tolist()
+        # The sources are those drawn without enrolments.
+        np.testing.assert_array_equal(indices[:, :K], plain.epoch_indices(e))
+
+
+def test_enrolments_only_and_resumption(corpus):
+    def stream(start, seed=7):
+        return mixture_dataset(corpus, SPEAKER_OF_FILE, CROP, batch_size=5, mixtures_per_epoch=11,
+                               seed=seed, start_epoch=start, return_enrolments=True)
+
+    from_zero = arrays(stream(0).take(6))  # 2 batches per epoch: epochs 0 .. 2
+    resumed = arrays(stream(2).take(2))
+    assert [len(batch) for batch in from_zero] == [3] * 6  # (mixture, labels, enrolments)
+    assert from_zero[0][2].shape == (5, 2, CROP)
+    for got, want in zip(resumed, from_zero[4:]):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    enrolments = [np.concatenate([from_zero[2 * e][2], from_zero[2 * e + 1][2]]) for e in range(3)]
+    assert not np.array_equal(enrolments[0], enrolments[1])  # drawn afresh every epoch
+
+
+def test_mixtures_are_unchanged_by_the_enrolment_flag_being_off(corpus):
+    common = dict(batch_size=4, sir_db=(-5, 5), seed=3, start_epoch=1, return_sources=True)
+    default = arrays(mixture_dataset(corpus, SPEAKER_OF_FILE, CROP, **common).take(2))
+    off = arrays(mixture_dataset(corpus, SPEAKER_OF_FILE, CROP, return_enrolments=False,
+                                 **common).take(2))
+    for got, want in zip(off, default):
+        assert len(got) == 3
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_enrolments_draw_uniformly_among_the_other_utterances():
+    labels = np.repeat([3, 5, 8], [2, 3, 5])  # 3 speakers, 10 utterances
+    sampler = MixtureSampler(labels, num_speakers=2, mixtures=20, seed=0, enrolments=True)
+    pairs = collections.Counter()
+    for e in range(100):
+        indices = sampler.epoch_indices(e)
+        assert indices.shape == (20, 4) and indices.dtype == np.int64
+        sources, enrolments = indices[:, :2], indices[:, 2:]
+        assert np.all(labels[sources] == labels[enrolments])
+        assert np.all(sources != enrolments)
+        pairs.update(zip(sources.ravel().tolist(), enrolments.ravel().tolist()))
+    # Each utterance's enrolments spread evenly over its speaker's other utterances.
+    for source in range(10):
+        others = [i for i in range(10) if labels[i] == labels[source] and i != source]
+        counts = np.array([pairs[source, o] for o in others])
+        assert counts.sum() > 100
+        assert np.all(np.abs(counts / counts.sum() - 1 / len(others)) < 0.1), counts
+    np.testing.assert_array_equal(sampler.epoch_indices(4), sampler.epoch_indices(4))
+    with pytest.raises(ValueError, match="e.g. speaker 9. Remove them or draw no enrolments"):
+        MixtureSampler([0, 0, 9, 1, 1], 2, 4, enrolments=True)
+
+
+def test_a_speaker_with_a_single_utterance_cannot_enrol(corpus):
+    labels = list(SPEAKER_OF_FILE)
+    labels[7] = 5  # file 7 alone
+    with pytest.raises(ValueError, match=r"1 speaker\(s\) have a single one, e.g. speaker 5 "
+                                         r"with only .*utt07.wav.*data.mixture.return_enrolments"):
+        mixture_dataset(corpus, labels, CROP, batch_size=4, return_enrolments=True)
+    mixture_dataset(corpus, labels, CROP, batch_size=4)  # fine without enrolments
+
+
 @pytest.mark.parametrize(
     "kwargs,fragment",
     [
@@ -199,6 +285,8 @@ def test_mixture_sampler_draws_distinct_speakers_uniformly():
         ({"mixtures_per_epoch": 0}, "Received: mixtures_per_epoch=0"),
         ({"start_epoch": -1}, "Received: start_epoch=-1"),
         ({"return_sources": "yes"}, "Received: return_sources='yes'"),
+        ({"return_enrolments": 1}, "return_enrolments must be True or False.*Received: "
+                                   "return_enrolments=1"),
         ({"segment_samples": 0}, "Received: segment_samples=0"),
     ],
 )

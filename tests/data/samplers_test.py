@@ -78,6 +78,21 @@ def test_elements_and_steps(corpus, name):
         assert len({tuple(w) for w in waveforms[:3]}) == 3
 
 
+def test_mixture_enrolments_come_last(corpus):
+    dataset, steps = sampler_dataset("mixture", corpus, SPEAKERS, crop_samples=CROP, batch_size=4,
+                                     seed=4, start_epoch=0, return_sources=True,
+                                     return_enrolments=True)
+    assert steps == 4  # 16 // 4
+    (inputs,) = next(iter(dataset))
+    mixture, labels, sources, enrolments = [np.asarray(t) for t in inputs]
+    assert mixture.shape == (4, CROP) and labels.shape == (4, 2)
+    assert sources.shape == enrolments.shape == (4, 2, CROP)
+    np.testing.assert_array_equal(mixture, sources[:, 0] + sources[:, 1])
+    (inputs,) = next(iter(sampler_dataset("mixture", corpus, SPEAKERS, crop_samples=CROP,
+                                          batch_size=4, return_enrolments=True)[0]))
+    assert [tuple(t.shape) for t in inputs] == [(4, CROP), (4, 2), (4, 2, CROP)]
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_stream_from_start_epoch_is_the_tail_of_the_stream_from_zero(corpus, name):
     steps = CASES[name][3]
@@ -157,22 +172,28 @@ def test_fit_resumed_at_an_epoch_sees_the_batches_of_an_uninterrupted_run(corpus
 
 
 def test_unknown_sampler_and_settings(corpus):
-    assert sorted(SAMPLERS) == ["mixture", "pk", "random"]
+    assert sorted(SAMPLERS) == ["mixture", "pk", "random", "wsj0_2mix"]
     with pytest.raises(ValueError, match="Unknown sampler 'pks'. Did you mean 'pk'.*"
-                                         "Valid samplers: mixture, pk, random"):
+                                         "Valid samplers: mixture, pk, random, wsj0_2mix"):
         sampler_dataset("pks", corpus, SPEAKERS, crop_samples=CROP, batch_size=4)
     with pytest.raises(ValueError, match="Unknown setting 'num_speakers' for sampler 'random'.*"
                                          "Valid settings of 'random': none"):
         sampler_dataset("random", corpus, SPEAKERS, crop_samples=CROP, batch_size=4,
                         num_speakers=2)
     with pytest.raises(ValueError, match="Unknown setting 'sir' for sampler 'mixture'.*"
-                                         "mixtures_per_epoch, num_speakers, return_sources, sir_db"):
+                                         "mixtures_per_epoch, num_speakers, return_enrolments, "
+                                         "return_sources, sir_db"):
         sampler_dataset("mixture", corpus, SPEAKERS, crop_samples=CROP, batch_size=4, sir=3)
     with pytest.raises(ValueError, match="'pk' needs the setting.*num_utterances.*data.pk"):
         sampler_dataset("pk", corpus, SPEAKERS, crop_samples=CROP, batch_size=4, num_speakers=2)
     with pytest.raises(ValueError, match="Received: sir_db=\\(3, 1\\)"):
         sampler_dataset("mixture", corpus, SPEAKERS, crop_samples=CROP, batch_size=4,
                         sir_db=(3, 1))
+    with pytest.raises(ValueError, match="Unknown setting 'num_speakers' for sampler "
+                                         "'wsj0_2mix'.*mixtures_per_epoch, return_enrolments, "
+                                         "root, subset"):
+        sampler_dataset("wsj0_2mix", corpus, SPEAKERS, crop_samples=CROP, batch_size=4,
+                        num_speakers=2)
 
 
 def test_sampler_from_config():
@@ -181,7 +202,9 @@ def test_sampler_from_config():
         "sampler": "pk",
         "pk": {"num_speakers": 8, "num_utterances": 2, "steps_per_epoch": None},
         "mixture": {"num_speakers": 2, "sir_db": [0, 5], "mixtures_per_epoch": None,
-                    "return_sources": False},
+                    "return_sources": False, "return_enrolments": True},
+        "wsj0_2mix": {"root": "/corpora/wsj0-mix/2speakers/wav16k/min", "subset": "cv",
+                      "mixtures_per_epoch": 500, "return_enrolments": False},
     }
     assert sampler_from_config(data) == (
         "pk", {"num_speakers": 8, "num_utterances": 2, "steps_per_epoch": None}
@@ -189,6 +212,12 @@ def test_sampler_from_config():
     data["sampler"] = "mixture"
     name, settings = sampler_from_config(data)
     assert name == "mixture" and settings["sir_db"] == [0, 5] and settings["num_speakers"] == 2
+    assert settings["return_enrolments"] is True
+    data["sampler"] = "wsj0_2mix"
+    assert sampler_from_config(data) == ("wsj0_2mix", data["wsj0_2mix"])
+    with pytest.raises(ValueError, match="Unknown config key 'data.wsj0_2mix.folder'.*"
+                                         "mixtures_per_epoch, return_enrolments, root, subset"):
+        sampler_from_config({"sampler": "wsj0_2mix", "wsj0_2mix": {"folder": "x"}})
     assert sampler_from_config({"sampler": "mixture"}) == ("mixture", {})  # defaults
     with pytest.raises(ValueError, match="Unknown sampler 'mix'.*Valid samplers"):
         sampler_from_config({"sampler": "mix"})
@@ -202,7 +231,9 @@ DEFAULTS = {
         "sampler": "random",
         "pk": {"num_speakers": 8, "num_utterances": 2, "steps_per_epoch": None},
         "mixture": {"num_speakers": 2, "sir_db": [0.0, 0.0], "mixtures_per_epoch": None,
-                    "return_sources": False},
+                    "return_sources": False, "return_enrolments": False},
+        "wsj0_2mix": {"root": None, "subset": "tr", "mixtures_per_epoch": None,
+                      "return_enrolments": False},
     }
 }
 
@@ -214,24 +245,35 @@ def test_constraints_accept_the_defaults_and_report_bad_values(tmp_path):
     good = copy.deepcopy(DEFAULTS)
     good["data"].update(sampler="mixture")
     good["data"]["pk"]["steps_per_epoch"] = 100
-    good["data"]["mixture"].update(sir_db=[-5, 5], mixtures_per_epoch=1000, num_speakers=3)
+    good["data"]["mixture"].update(sir_db=[-5, 5], mixtures_per_epoch=1000, num_speakers=3,
+                                   return_enrolments=True)
+    good["data"]["wsj0_2mix"].update(root="wsj0-mix/2speakers/wav8k/min", subset="tt",
+                                     mixtures_per_epoch=20000, return_enrolments=True)
     check_config(good, CONSTRAINTS)
     bad = copy.deepcopy(DEFAULTS)
     bad["data"].update(sampler="pks")
     bad["data"]["pk"].update(num_speakers=0, num_utterances=1.5, steps_per_epoch=0)
     bad["data"]["mixture"].update(num_speakers=1, sir_db=[5, -5], mixtures_per_epoch=-1,
-                                  return_sources="no")
+                                  return_sources="no", return_enrolments=None)
+    bad["data"]["wsj0_2mix"].update(root=" ", subset="test", mixtures_per_epoch=0,
+                                    return_enrolments="yes")
     with pytest.raises(ConfigError) as info:
         check_config(bad, CONSTRAINTS)
     lines = str(info.value).splitlines()
-    assert len(lines) == 8  # one per key
+    assert len(lines) == 13  # one per key
     message = str(info.value)
-    assert "'data.sampler' must be one of mixture, pk, random, got 'pks'. Did you mean 'pk'?" in message
+    assert "'data.sampler' must be one of mixture, pk, random, wsj0_2mix, got 'pks'. Did you " \
+           "mean 'pk'?" in message
     assert "'data.pk.steps_per_epoch' must be null or an int from 1 to 100000, got 0" in message
     assert "'data.mixture.num_speakers' must be an int >= 2, got 1" in message
     assert "'data.mixture.sir_db' must be a list of two numbers [lo, hi] in dB with lo <= hi, " \
            "got [5, -5]. Its low end 5 is above its high end -5." in message
     assert "'data.mixture.return_sources' must be true or false, got 'no'" in message
+    assert "'data.mixture.return_enrolments' must be true or false, got None" in message
+    assert "'data.wsj0_2mix.root' must be null or a non-empty string, got ' '" in message
+    assert "'data.wsj0_2mix.subset' must be one of " in message
+    assert "'data.wsj0_2mix.mixtures_per_epoch' must be null or an int from 1 to" in message
+    assert "'data.wsj0_2mix.return_enrolments' must be true or false, got 'yes'" in message
     for value in ([1], [0, float("inf")], "0", [True, 2]):
         bad = copy.deepcopy(DEFAULTS)
         bad["data"]["mixture"]["sir_db"] = value
