@@ -32,7 +32,7 @@ _EXPORTS = {
         "read_wsj0_2mix",
     ),
     "sampler": ("PKSampler",),
-    "mixture": ("MixtureSampler", "mixture_dataset"),
+    "mixture": ("MixtureSampler", "mixture_dataset", "wsj0_2mix_dataset"),
     "samplers": ("SAMPLERS", "sampler_dataset", "sampler_from_config"),
     "trials": ("Trials", "read_trials", "write_trials"),
     "demo_corpus": ("default_demo_dir", "ensure_demo_corpus", "make_demo_corpus"),

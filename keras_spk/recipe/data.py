@@ -25,6 +25,9 @@ class RecipeData:
         trials_paths: the trial list files, in `trial_lists` order.
         holdout: `UtteranceList` of the training speakers' held-out
             utterances (`data.holdout_per_speaker`), or `None`.
+        layout: `data.layout`, how `eval_dir` is read by `eval_utterances`.
+        allow_speaker_overlap: whether speakers may be in both the
+            training data and the evaluation folder.
     """
 
     train: object
@@ -34,6 +37,36 @@ class RecipeData:
     eval_dir: str
     trials_paths: list
     holdout: object = None
+    layout: str = "voxceleb"
+    allow_speaker_overlap: bool = False
+
+    def eval_utterances(self):
+        """The utterances of the evaluation folder (read once), for protocols without trial lists.
+
+        Raises:
+            RunError: no evaluation folder, an unreadable one, or a speaker
+                who is also a training speaker (unless allowed).
+        """
+        from keras_spk import data
+
+        if getattr(self, "_eval_utterances", None) is not None:
+            return self._eval_utterances
+        if not self.eval_dir:
+            raise RunError("This evaluation reads the evaluation folder: give --eval-data.")
+        try:
+            utterances = data.read_dataset(self.layout, self.eval_dir)
+        except (ValueError, OSError) as error:
+            raise RunError(
+                f"Cannot read the evaluation folder {self.eval_dir} (data.layout={self.layout!r}): {error}"
+            ) from None
+        try:
+            data.check_speaker_overlap(
+                self.train.speaker_ids, utterances.speaker_ids, allow_overlap=self.allow_speaker_overlap
+            )
+        except ValueError as error:
+            raise RunError(f"{self.eval_dir}: {error}") from None
+        self._eval_utterances = utterances
+        return utterances
 
     @property
     def trials(self):
@@ -86,7 +119,9 @@ class RecipeData:
                 start_epoch=start_epoch,
                 **settings,
             )
-        except ValueError as error:
+        except (ValueError, OSError) as error:
+            if name == "wsj0_2mix":  # pre-made mixtures: the training utterances are not read
+                raise RunError(f"data.sampler='wsj0_2mix': {error}") from None
             raise RunError(
                 f"data.sampler={name!r} cannot draw batches from {len(self.train)} training "
                 f"utterances of {len(self.speaker_map)} speakers: {error}"
@@ -279,4 +314,7 @@ def load_data(run, allow_speaker_overlap=False, needs_trials=True):
         print(f"held out: {len(holdout)} utterances ({per_speaker} per training speaker)")
     for name, trials in trial_lists.items():
         print(f"eval:  {name}: {len(trials)} trials over {len(trials.utterances)} utterances from {eval_dir}")
-    return RecipeData(train, speaker_map, trial_lists, train_dirs, eval_dir, trials_paths, holdout)
+    return RecipeData(
+        train, speaker_map, trial_lists, train_dirs, eval_dir, trials_paths, holdout, layout=layout,
+        allow_speaker_overlap=bool(allow_speaker_overlap or data_config["allow_speaker_overlap"]),
+    )

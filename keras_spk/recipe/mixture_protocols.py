@@ -93,27 +93,13 @@ def _usable(utterances):
 
 def _unseen_utterances(evaluation):
     """The evaluation folder's utterances, checked against the training speakers; None without a folder."""
-    from keras_spk import data as data_module
-
-    data, config = evaluation.data, evaluation.config
+    data = evaluation.data
     if not data.eval_dir:
         return None
-    layout = config["data"].get("layout", "voxceleb")
     try:
-        utterances = data_module.read_dataset(layout, data.eval_dir)
-    except (ValueError, OSError) as error:
-        raise RunError(
-            f"The mixture_verification protocol cannot read the evaluation folder {data.eval_dir} "
-            f"(data.layout={layout!r}): {error}"
-        ) from None
-    try:
-        data_module.check_speaker_overlap(
-            data.train.speaker_ids,
-            utterances.speaker_ids,
-            allow_overlap=bool(config["data"].get("allow_speaker_overlap", False)),
-        )
-    except ValueError as error:
-        raise RunError(f"mixture_verification, unseen speakers ({data.eval_dir}): {error}") from None
+        utterances = data.eval_utterances()
+    except RunError as error:
+        raise RunError(f"mixture_verification, unseen speakers: {error}") from None
     return utterances
 
 

@@ -106,8 +106,6 @@ def separation_mixtures(evaluation, settings, enrolment=True):
             _wsj0_2mix_root(config), settings["subset"], num_mixtures=settings["num_mixtures"],
             sample_rate=rate, enrolment_samples=enrolment_samples, enrolment=enrolment,
         )
-    from keras_spk.data import read_dataset
-
     eval_dir = evaluation.data.eval_dir
     if not eval_dir:
         raise RunError(
@@ -124,7 +122,7 @@ def separation_mixtures(evaluation, settings, enrolment=True):
         )
     try:
         return separation.speaker_mixtures(
-            read_dataset(config["data"]["layout"], eval_dir),
+            evaluation.data.eval_utterances(),
             num_mixtures,
             int(round(settings["seconds"] * rate)),
             sample_rate=rate,
@@ -193,13 +191,18 @@ def separator_function(model):
         signature = [tf.TensorSpec([1, None], tf.float32)]
         if conditioned:
             signature.append(tf.TensorSpec([1, None, None], tf.float32))
-            function = tf.function(
-                lambda m, e: model(inputs(m, e), training=False), input_signature=signature
-            )
+
+            @tf.autograph.experimental.do_not_convert
+            def call(mixture, enrolment):
+                return model(inputs(mixture, enrolment), training=False)
+
         else:
-            function = tf.function(
-                lambda m: model(inputs(m, None), training=False), input_signature=signature
-            )
+
+            @tf.autograph.experimental.do_not_convert
+            def call(mixture):
+                return model(inputs(mixture, None), training=False)
+
+        function = tf.function(call, input_signature=signature)
 
         def separate(mixture, enrolment):
             check(enrolment)

@@ -99,6 +99,18 @@ ENCODER_NEGATIVE_SLOPE = 0.2
 ATTENDS = ("v1", "own")
 
 
+def _front_end(sample_rate, name, normalization=None):
+    """log |STFT|: 32-ms frames every 10 ms, FFT 512 (257 bins), no centre padding."""
+    return LogSpectrogram(
+        sample_rate=sample_rate,
+        frame_length_ms=32,
+        frame_step_ms=10,
+        fft_length=FFT_LENGTH,
+        normalization=normalization,
+        name=name,
+    )
+
+
 def _check_int_list(name, value, length=None):
     if (
         isinstance(value, (str, bytes))
@@ -124,6 +136,7 @@ def build_mirnet(
     resnet_filters=(64, 128, 256, 512),
     resnet_blocks=(2, 2, 2, 2),
     sample_rate=16000,
+    normalization=None,
 ):
     """MIRNet of section 3 and Table 1: the embedder and its PIT trainer.
 
@@ -147,6 +160,9 @@ def build_mirnet(
             Defaults to ResNet-18's `(2, 2, 2, 2)`.
         sample_rate: positive int, the waveforms' rate; a 32-ms frame must
             fit the 512-point FFT (at most 16 kHz). Defaults to `16000`.
+        normalization: `None` (the paper states none) or `"mean_variance"`:
+            each bin of the log spectrum standardised over the input's
+            frames (`LogSpectrogram`). Defaults to `None`.
 
     Returns:
         `(trainer, embedder)`, sharing their layers. The embedder maps
@@ -185,13 +201,7 @@ def build_mirnet(
     resnet_blocks = _check_int_list("resnet_blocks", resnet_blocks, length=len(resnet_filters))
 
     # === Layers ===
-    frontend = LogSpectrogram(
-        sample_rate=sample_rate,
-        frame_length_ms=32,
-        frame_step_ms=10,
-        fft_length=FFT_LENGTH,
-        name="log_spectrogram",
-    )
+    frontend = _front_end(sample_rate, "log_spectrogram", normalization)
     channels = encoder_filters + [num_identities * NUM_BINS]
     encoder = []
     for index, (filters, kernel) in enumerate(zip(channels, encoder_kernels)):
@@ -287,21 +297,12 @@ class MatchLength(keras.layers.Layer):
         return tuple(x[:-1]) + (reference[-1],)
 
 
-def _front_end(sample_rate, name):
-    return LogSpectrogram(
-        sample_rate=sample_rate,
-        frame_length_ms=32,
-        frame_step_ms=10,
-        fft_length=FFT_LENGTH,
-        name=name,
-    )
-
-
 def build_clean_embedder(
     num_speakers,
     resnet_filters=(64, 128, 256, 512),
     resnet_blocks=(2, 2, 2, 2),
     sample_rate=16000,
+    normalization=None,
 ):
     """A single-speaker embedder of clean speech, for the enrolment baseline (a) of Table 2.
 
@@ -336,7 +337,7 @@ def build_clean_embedder(
     )
     waveform = keras.Input((None,), name="waveform")
     labels = keras.Input((), dtype="int32", name="labels")
-    x = _front_end(sample_rate, "speaker_log_spectrogram")(waveform)
+    x = _front_end(sample_rate, "speaker_log_spectrogram", normalization)(waveform)
     x = keras.layers.Reshape((-1, NUM_BINS, 1), name="speaker_channel_axis")(x)
     maps = backbone(x)
     embedding = keras.layers.GlobalAveragePooling2D(name="speaker_tap")(

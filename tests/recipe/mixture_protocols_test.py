@@ -159,9 +159,9 @@ def test_overlap_and_short_segments_are_errors(tmp_path, folders):
     train_dir, _ = folders
     config = make_config(reference=False)
     evaluation = make_evaluation(tmp_path, folders, config, eval_dir=train_dir)
-    with pytest.raises(RunError, match=r"unseen speakers .*6 speaker\(s\) appear in both.*allow_speaker_overlap"):
+    with pytest.raises(RunError, match=r"unseen speakers.*6 speaker\(s\) appear in both.*allow_speaker_overlap"):
         mixture_verification_protocol(evaluation)
-    config["data"]["allow_speaker_overlap"] = True
+    evaluation.data.allow_speaker_overlap = True  # --allow-speaker-overlap or data.allow_speaker_overlap
     rows = mixture_verification_protocol(evaluation)
     assert {row["condition"] for row in rows} == {"seen", "unseen"}
 
