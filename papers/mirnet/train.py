@@ -92,6 +92,7 @@ def config_constraints():
         "model.attention_units": positive,
         "model.attend": choice(list(ATTENDS)),
         "model.normalization": choice([None, "mean_variance"]),
+        "model.encoder_batch_norm": choice([True, False]),
         "model.resnet_filters": positive_list,
         "model.resnet_blocks": Constraint(blocks, "one positive block count per ResNet stage"),
         "separator.condition": choice(list(SEPARATOR_CONDITIONS)),
@@ -198,6 +199,7 @@ def mirnet_settings(config):
         "resnet_blocks": list(model["resnet_blocks"]),
         "sample_rate": config["data"]["sample_rate"],
         "normalization": model["normalization"],
+        "encoder_batch_norm": model["encoder_batch_norm"],
     }
 
 

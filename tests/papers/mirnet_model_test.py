@@ -232,3 +232,31 @@ def test_bad_arguments_raise(kwargs, arg):
     kwargs = dict({"num_speakers": 10}, **kwargs)
     with pytest.raises(ValueError, match=f"Received: {arg}="):
         build_mirnet(**kwargs)
+
+
+def test_encoder_batch_norm_option_adds_one_bn_per_convolution():
+    """4 * C parameters per BN (gamma, beta trainable; moving mean and variance not)."""
+    plain, _ = build_mirnet(10, **SMALL)
+    normed, _ = build_mirnet(10, encoder_batch_norm=True, **SMALL)
+    channels = list(SMALL["encoder_filters"]) + [2 * 257]
+    assert [normed.get_layer(f"conv{i}_bn").count_params() for i in range(1, 7)] == [4 * c for c in channels]
+    assert normed.count_params() - plain.count_params() == 4 * sum(channels)
+
+
+def test_views_share_batch_statistics_in_training():
+    """The ResNet normalises both identities' views as one batch, as its moving statistics do.
+
+    Once the moving statistics have converged to one batch's statistics
+    (BN momentum 0.9: 150 training-mode calls on the same batch), the
+    inference-mode embeddings of that batch equal the training-mode ones.
+    Per-view batch statistics (the ResNet called once per identity) would
+    leave the moving statistics between the two views' and the two modes
+    apart.
+    """
+    _, embedder = build_mirnet(10, **SMALL)
+    x = np.random.default_rng(0).normal(size=(2, 4000)).astype("float32") * 0.1
+    for _ in range(150):
+        training = to_numpy(embedder(x, training=True))
+    inference = to_numpy(embedder(x, training=False))
+    np.testing.assert_allclose(inference, training, rtol=1e-3, atol=1e-4)
+    assert np.abs(training[:, 0] - training[:, 1]).max() > 1e-6
