@@ -11,6 +11,7 @@ from keras_spk.layers.am_softmax import AMSoftmax
 from keras_spk.layers.attentive_statistics_pooling import AttentiveStatisticsPooling
 from keras_spk.layers.center_loss import CenterLoss
 from keras_spk.layers.channel_exchange import ChannelExchange
+from keras_spk.layers.channel_exchange import SplitViews
 from keras_spk.layers.energy_vad import EnergyVAD
 from keras_spk.layers.feature_pyramid import FeaturePyramid
 from keras_spk.layers.learnable_dictionary_encoding import LearnableDictionaryEncoding
@@ -30,6 +31,7 @@ from keras_spk.layers.speaker_basis import SpeakerBasis
 from keras_spk.layers.squeeze_excitation import SqueezeExcitation
 from keras_spk.layers.statistics_pooling import StatisticsPooling
 from keras_spk.layers.stft import InverseSTFT
+from keras_spk.layers.stft import MatchLength
 from keras_spk.layers.stft import STFT
 from keras_spk.layers.temporal_average_pooling import TemporalAveragePooling
 from keras_spk.utils.registry import lookup
@@ -42,6 +44,7 @@ LAYERS = {
     "energy_vad": EnergyVAD,
     "stft": STFT,
     "inverse_stft": InverseSTFT,
+    "match_length": MatchLength,
     # Multi-scale aggregation
     "feature_pyramid": FeaturePyramid,
     "multi_scale_aggregation": MultiScaleAggregation,
@@ -60,6 +63,7 @@ LAYERS = {
     "residual_attention": ResidualAttention,
     "rawnet_block": RawNetBlock,
     "channel_exchange": ChannelExchange,
+    "split_views": SplitViews,
     "spectral_attention": SpectralAttention,
     # Heads
     "softmax": SoftmaxHead,

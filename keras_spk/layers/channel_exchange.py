@@ -99,3 +99,39 @@ class ChannelExchange(keras.layers.Layer):
         config = super().get_config()
         config.update({"num_speakers": self.num_speakers})
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_spk")
+class SplitViews(keras.layers.Layer):
+    """`[K * B, dim]` (K views stacked along the batch) -> `[B, K, dim]`.
+
+    The inverse of concatenating K per-speaker tensors along the batch axis
+    (so that one shared network, its batch normalisation included, sees
+    all K views as one batch, e.g. MIRNet's ResNet on the K attended
+    spectra): row `k * B + b` of the input becomes `[b, k]`.
+
+    Args:
+        num_views: int K >= 1.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Example:
+
+    >>> x = np.arange(12, dtype="float32").reshape(4, 3)  # views of 2 examples, stacked
+    >>> SplitViews(2)(x).shape
+    (2, 2, 3)
+    """
+
+    def __init__(self, num_views, **kwargs):
+        super().__init__(**kwargs)
+        self.num_views = _checks.check_positive_int("num_views", num_views)
+
+    def call(self, x):
+        dim = x.shape[-1]
+        x = keras.ops.reshape(x, (self.num_views, -1, dim))
+        return keras.ops.transpose(x, (1, 0, 2))
+
+    def compute_output_shape(self, input_shape):
+        return (None, self.num_views, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "num_views": self.num_views}

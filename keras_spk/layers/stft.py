@@ -363,3 +363,32 @@ class InverseSTFT(_SpectralFrames):
     def compute_output_spec(self, inputs, length=None):
         shape = self.compute_output_shape([tuple(x.shape) for x in inputs], length=length)
         return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_spk")
+class MatchLength(keras.layers.Layer):
+    """Cuts or zero-pads the last axis of `x` to the length of `reference`'s last axis.
+
+    The inverse STFT of a centred analysis gives `(frames - 1) * hop`
+    samples, up to a hop fewer than the analysed waveform; the separator's
+    estimates are brought back to the mixture's length so they line up
+    sample by sample with it.
+
+    Call arguments:
+        inputs: `[x, reference]`: `x` `(..., samples')`, `reference`
+            `(batch, samples)`.
+    """
+
+    def call(self, inputs):
+        x, reference = inputs
+        target = keras.ops.shape(reference)[-1]
+        zeros = keras.ops.zeros_like(reference)
+        for _ in range(len(x.shape) - 2):
+            zeros = keras.ops.expand_dims(zeros, 1)
+        zeros = keras.ops.broadcast_to(zeros, keras.ops.shape(x)[:-1] + (target,))
+        padded = keras.ops.concatenate([x, keras.ops.cast(zeros, x.dtype)], axis=-1)
+        return padded[..., :target]
+
+    def compute_output_shape(self, input_shapes):
+        x, reference = input_shapes
+        return tuple(x[:-1]) + (reference[-1],)

