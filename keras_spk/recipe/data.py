@@ -59,12 +59,13 @@ class RecipeData:
             raise RunError(
                 f"Cannot read the evaluation folder {self.eval_dir} (data.layout={self.layout!r}): {error}"
             ) from None
-        try:
-            data.check_speaker_overlap(
-                self.train.speaker_ids, utterances.speaker_ids, allow_overlap=self.allow_speaker_overlap
-            )
-        except ValueError as error:
-            raise RunError(f"{self.eval_dir}: {error}") from None
+        if self.train is not None:
+            try:
+                data.check_speaker_overlap(
+                    self.train.speaker_ids, utterances.speaker_ids, allow_overlap=self.allow_speaker_overlap
+                )
+            except ValueError as error:
+                raise RunError(f"{self.eval_dir}: {error}") from None
         self._eval_utterances = utterances
         return utterances
 
