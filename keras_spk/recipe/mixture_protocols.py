@@ -34,6 +34,7 @@ import os
 import numpy as np
 
 from keras_spk.recipe.protocols import register_protocol
+from keras_spk.recipe.protocols import samples_of
 from keras_spk.recipe.run import RunError
 
 MIXTURE_TABLE = "mixture_verification_table"
@@ -58,16 +59,8 @@ def mixture_settings(evaluation):
     """
     settings = evaluation.settings
     values = {key: settings.get(key, default) for key, default in MIXTURE_DEFAULTS.items()}
-    rate = evaluation.config["data"]["sample_rate"]
     seconds = float(values["mixture_seconds"])
-    segment_samples = int(round(seconds * rate))
-    if segment_samples < evaluation.min_samples:
-        shortest = evaluation.min_samples / rate
-        raise RunError(
-            f"evaluation.mixture_seconds={seconds:g} gives segments of {segment_samples} samples at "
-            f"{rate} Hz, shorter than the {evaluation.min_samples} samples ({shortest:.4g} s) the "
-            f"embedder needs; use longer segments, e.g. --evaluation.mixture_seconds={max(seconds, 3.0):g}."
-        )
+    segment_samples = samples_of(evaluation, "mixture_seconds", seconds, "segments")
     mixture = evaluation.config["data"].get("mixture") or {}
     sir_db = mixture.get("sir_db", [0.0, 0.0])
     return {

@@ -141,6 +141,30 @@ class Evaluation:
         return self._embeddings[folder]
 
 
+def samples_of(evaluation, key, seconds, noun):
+    """`seconds` of audio at `data.sample_rate`, in samples, no fewer than the embedder needs.
+
+    Args:
+        evaluation: the protocol's `Evaluation` (its `config` and `min_samples`).
+        key: the `evaluation` key the length came from (for the message).
+        seconds: the length in seconds.
+        noun: what the samples are cut into, plural (e.g. "crops").
+
+    Raises:
+        RunError: fewer samples than `evaluation.min_samples`, naming the key and a fix.
+    """
+    rate = evaluation.config["data"]["sample_rate"]
+    samples = int(round(seconds * rate))
+    if samples < evaluation.min_samples:
+        shortest = evaluation.min_samples / rate
+        raise RunError(
+            f"evaluation.{key}={seconds:g} gives {noun} of {samples} samples at {rate} Hz, "
+            f"shorter than the {evaluation.min_samples} samples ({shortest:.4g} s) the embedder "
+            f"needs; use longer {noun}, e.g. --evaluation.{key}={max(seconds, 3.0):g}."
+        )
+    return samples
+
+
 def _rows_path(run, name):
     return run.join("results", "protocols", f"{name}.json")
 
@@ -390,16 +414,8 @@ def multi_crop_settings(evaluation):
     """
     settings = evaluation.settings
     values = {key: settings.get(key, default) for key, default in MULTI_CROP_DEFAULTS.items()}
-    rate = evaluation.config["data"]["sample_rate"]
     seconds = float(values["multi_crop_seconds"])
-    crop_samples = int(round(seconds * rate))
-    if crop_samples < evaluation.min_samples:
-        shortest = evaluation.min_samples / rate
-        raise RunError(
-            f"evaluation.multi_crop_seconds={seconds:g} gives crops of {crop_samples} samples at "
-            f"{rate} Hz, shorter than the {evaluation.min_samples} samples ({shortest:.4g} s) the "
-            f"embedder needs; use longer crops, e.g. --evaluation.multi_crop_seconds={max(seconds, 3.0):g}."
-        )
+    crop_samples = samples_of(evaluation, "multi_crop_seconds", seconds, "crops")
     reduce = values["multi_crop_reduce"]
     return {
         "num_crops": int(values["multi_crop_num_crops"]),

@@ -115,6 +115,22 @@ def _front_end(sample_rate, name, normalization=None):
     )
 
 
+def _resnet(filters, blocks, name):
+    """He et al.'s ResNet (basic blocks, ImageNet stem) on a one-channel `[T, 257, 1]` image."""
+    return ResNetBackbone(
+        stackwise_num_filters=filters,
+        stackwise_num_blocks=blocks,
+        stackwise_num_strides=[1] + [2] * (len(filters) - 1),
+        block_type="basic_block",
+        stem_filters=filters[0],
+        stem_kernel_size=7,
+        stem_strides=2,
+        stem_max_pooling=True,
+        feature_shape=(None, NUM_BINS, 1),
+        name=name,
+    )
+
+
 def _check_int_list(name, value, length=None):
     if (
         isinstance(value, (str, bytes))
@@ -236,18 +252,7 @@ def build_mirnet(
         name="spectral_attention",
     )
     add_channel_axis = keras.layers.Reshape((-1, NUM_BINS, 1), name="add_channel_axis")
-    backbone = ResNetBackbone(
-        stackwise_num_filters=resnet_filters,
-        stackwise_num_blocks=resnet_blocks,
-        stackwise_num_strides=[1] + [2] * (len(resnet_filters) - 1),
-        block_type="basic_block",
-        stem_filters=resnet_filters[0],
-        stem_kernel_size=7,
-        stem_strides=2,
-        stem_max_pooling=True,
-        feature_shape=(None, NUM_BINS, 1),
-        name="resnet",
-    )
+    backbone = _resnet(resnet_filters, resnet_blocks, "resnet")
     last_level = backbone.pyramid_levels[-1]
     # Mean over frequency then time of equally many positions = mean over both.
     pooling = keras.layers.GlobalAveragePooling2D(name="tap")
@@ -309,18 +314,7 @@ def build_clean_embedder(
     num_speakers = _checks.check_positive_int("num_speakers", num_speakers)
     resnet_filters = _check_int_list("resnet_filters", resnet_filters)
     resnet_blocks = _check_int_list("resnet_blocks", resnet_blocks, length=len(resnet_filters))
-    backbone = ResNetBackbone(
-        stackwise_num_filters=resnet_filters,
-        stackwise_num_blocks=resnet_blocks,
-        stackwise_num_strides=[1] + [2] * (len(resnet_filters) - 1),
-        block_type="basic_block",
-        stem_filters=resnet_filters[0],
-        stem_kernel_size=7,
-        stem_strides=2,
-        stem_max_pooling=True,
-        feature_shape=(None, NUM_BINS, 1),
-        name="speaker_resnet",
-    )
+    backbone = _resnet(resnet_filters, resnet_blocks, "speaker_resnet")
     waveform = keras.Input((None,), name="waveform")
     labels = keras.Input((), dtype="int32", name="labels")
     x = _front_end(sample_rate, "speaker_log_spectrogram", normalization)(waveform)
