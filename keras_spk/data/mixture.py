@@ -25,6 +25,7 @@ from keras_spk.data.pipeline import _batch_seeds
 from keras_spk.data.pipeline import _check_lists
 from keras_spk.data.pipeline import _check_start_epoch
 from keras_spk.data.pipeline import _read_and_crop
+from keras_spk.data.pipeline import check_replica
 from keras_spk.data.pipeline import _sampled_stream
 from keras_spk.data.pipeline import _seeds
 from keras_spk.data.pipeline import crop_or_repeat
@@ -152,7 +153,7 @@ def _check_sir(sir_db):
     return float(lo), float(hi)
 
 
-def mix_sources(sources, sir_db, seed):
+def mix_sources(sources, sir_db, seed, rows=None):
     """Scales each source against the first one and sums them.
 
     Source `k >= 1` is scaled to the RMS of the first source times
@@ -163,6 +164,9 @@ def mix_sources(sources, sir_db, seed):
         sources: float32 [batch, K, samples].
         sir_db: (lo, hi) in dB.
         seed: int64 [2] stateless seed.
+        rows: `None`, or `(start, global_batch)`: these mixtures are rows
+            `start ..` of a batch of `global_batch` (data-parallel
+            training); the levels are drawn for the whole batch and sliced.
 
     Returns:
         `(mixture [batch, samples], scaled sources [batch, K, samples])`,
@@ -170,7 +174,9 @@ def mix_sources(sources, sir_db, seed):
     """
     lo, hi = sir_db
     batch, count = tf.shape(sources)[0], sources.shape[1]
-    sir = tf.random.stateless_uniform([batch, count - 1], seed, minval=lo, maxval=hi)
+    start, drawn = (0, batch) if rows is None else rows
+    sir = tf.random.stateless_uniform([drawn, count - 1], seed, minval=lo, maxval=hi)
+    sir = sir[start : start + batch]
     rms = tf.sqrt(tf.reduce_mean(tf.square(sources), axis=-1))
     reference, rest = rms[:, :1], rms[:, 1:]
     target = reference * tf.pow(10.0, -sir / 20.0)
@@ -198,6 +204,8 @@ def mixture_dataset(
     return_sources=False,
     num_parallel_calls=AUTOTUNE,
     return_enrolments=False,
+    augment=None,
+    replica=None,
 ):
     """Batches of mixtures of K distinct speakers, re-paired every epoch.
 
@@ -241,6 +249,13 @@ def mixture_dataset(
         num_parallel_calls: decode parallelism.
         return_enrolments: whether elements also carry an enrolment crop
             per source (another utterance of its speaker).
+        augment: `None`, or a `keras_spk.data.augment.Augmentation` applied
+            to the mixture (noise, reverberation; not speed perturbation,
+            which would change the sources' speakers); the sources and
+            enrolments stay clean.
+        replica: `None`, or `(index, count)`: this worker's share of every
+            batch in data-parallel training (`batch_size` is the global
+            batch, a multiple of `count`; needs `start_epoch`).
 
     Returns:
         A `tf.data.Dataset` of `(mixture [B, L] float32, labels [B, K] int64)`,
@@ -260,6 +275,7 @@ def mixture_dataset(
     return _mixture_dataset(
         paths, labels, segment_samples, batch_size, num_speakers, mixtures_per_epoch, sir_db,
         sample_rate, seed, start_epoch, return_sources, num_parallel_calls, return_enrolments,
+        augment, replica,
     )[0]
 
 
@@ -286,6 +302,7 @@ def _check_enrolment_speakers(paths, labels):
 def _mixture_dataset(
     paths, labels, segment_samples, batch_size, num_speakers, mixtures_per_epoch, sir_db,
     sample_rate, seed, start_epoch, return_sources, num_parallel_calls, return_enrolments=False,
+    augment=None, replica=None,
 ):
     """`mixture_dataset` and its steps per epoch."""
     paths, labels = _check_lists(paths, labels)
@@ -313,6 +330,17 @@ def _mixture_dataset(
         )
     if return_enrolments:
         _check_enrolment_speakers(paths, labels)
+    replica = check_replica(replica, batch_size)
+    if replica is not None and start_epoch is None:
+        raise ValueError("Data-parallel reading (replica) needs a resumable stream: set start_epoch.")
+    if augment is not None and augment.read_samples(segment_samples) != segment_samples:
+        raise ValueError(
+            "Speed perturbation would change the speakers of a mixture's sources: the mixture "
+            "sampler takes noise and reverberation only. Set data.augment.speed.speeds to [1.0] "
+            "for this stage."
+        )
+    # This worker's mixtures are rows `start ..` of each batch of `batch_size`.
+    rows = None if replica is None else (replica[0] * (batch_size // replica[1]), batch_size)
     sampler = MixtureSampler(
         labels, num_speakers, steps * batch_size, seed=seed, enrolments=return_enrolments
     )
@@ -326,20 +354,25 @@ def _mixture_dataset(
 
     def mix(crops, crop_labels, crop_seed):
         if return_enrolments:
-            crops = tf.reshape(crops, [batch_size, 2 * count, segment_samples])
-            crop_labels = tf.reshape(crop_labels, [batch_size, 2 * count])[:, :count]
+            crops = tf.reshape(crops, [-1, 2 * count, segment_samples])
+            crop_labels = tf.reshape(crop_labels, [-1, 2 * count])[:, :count]
             sources, enrolments = crops[:, :count], crops[:, count:]
         else:
-            sources = tf.reshape(crops, [batch_size, count, segment_samples])
-            crop_labels = tf.reshape(crop_labels, [batch_size, count])
+            sources = tf.reshape(crops, [-1, count, segment_samples])
+            crop_labels = tf.reshape(crop_labels, [-1, count])
         level_seed = tf.random.experimental.stateless_fold_in(crop_seed, 1)
-        mixture, sources = mix_sources(sources, sir_db, level_seed)
+        mixture, sources = mix_sources(sources, sir_db, level_seed, rows=rows)
+        if augment is not None:
+            mixture, _ = augment(
+                mixture, crop_labels[:, 0], tf.random.experimental.stateless_fold_in(crop_seed, 2),
+                rows=rows,
+            )
         element = (mixture, crop_labels) + ((sources,) if return_sources else ())
         return element + ((enrolments,) if return_enrolments else ())
 
     dataset = _read_and_crop(
         dataset, segment_samples, batch_size * per_mixture, sample_rate, seeds, True,
-        num_parallel_calls, transform=mix,
+        num_parallel_calls, transform=mix, replica=replica,
     )
     return dataset, steps
 
@@ -485,9 +518,10 @@ def wsj0_2mix_dataset(
 
 def _wsj0_2mix_dataset(
     root, subset, segment_samples, batch_size, mixtures_per_epoch, sample_rate, seed,
-    start_epoch, return_enrolments, num_parallel_calls,
+    start_epoch, return_enrolments, num_parallel_calls, replica=None,
 ):
-    """`wsj0_2mix_dataset` and its steps per epoch."""
+    """`wsj0_2mix_dataset` and its steps per epoch; `replica=(index, count)`: this
+    worker's share of every batch (data-parallel training, `start_epoch` set)."""
     from keras_spk.data import audio
     from keras_spk.data.readers import read_wsj0_2mix
 
@@ -545,6 +579,20 @@ def _wsj0_2mix_dataset(
         sampler.epoch_indices, steps * batch_size * files, table, table_labels, seed, start_epoch
     )
     seeds = _seeds(seed + 1) if start_epoch is None else _batch_seeds(seed, steps, start_epoch)
+    replica = check_replica(replica, batch_size)
+    start, drawn = 0, batch_size
+    if replica is not None:
+        if start_epoch is None:
+            raise ValueError("Data-parallel reading (replica) needs a resumable stream: set start_epoch.")
+        # This worker's mixtures are rows `start .. start + share - 1` of each batch.
+        share = batch_size // replica[1]
+        start, span = replica[0] * share, batch_size * files
+        dataset = dataset.enumerate().filter(
+            lambda i, element: tf.logical_and(
+                i % span >= start * files, i % span < (start + share) * files
+            )
+        ).map(lambda i, element: element)
+        batch_size = share
     dataset = dataset.map(
         lambda path, label: (tf.io.read_file(path), path, label),
         num_parallel_calls=num_parallel_calls,
@@ -558,8 +606,8 @@ def _wsj0_2mix_dataset(
         paths = tf.reshape(batch[1], [batch_size, files])
         labels = tf.reshape(batch[2], [batch_size, files])[:, 1:3]
         row_seeds = tf.random.stateless_uniform(
-            [batch_size, 2], batch_seed, minval=None, maxval=None, dtype=tf.int64
-        )
+            [drawn, 2], batch_seed, minval=None, maxval=None, dtype=tf.int64
+        )[start : start + batch_size]
 
         def one(i):
             waves = [

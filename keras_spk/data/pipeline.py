@@ -57,7 +57,7 @@ _decode_and_crop = tf.function(
 )
 
 
-def crop_batch(contents, paths, seed, crop_samples, sample_rate=16000):
+def crop_batch(contents, paths, seed, crop_samples, sample_rate=16000, rows=None):
     """`crop_or_repeat`-style crops of a batch of files from their raw contents.
 
     Plain 16-bit WAVs at least `crop_samples` long (nearly every file of a
@@ -73,6 +73,11 @@ def crop_batch(contents, paths, seed, crop_samples, sample_rate=16000):
         seed: int64 [2], the batch's stateless seed.
         crop_samples: int.
         sample_rate: int.
+        rows: `None`, or `(start, global_batch)`: the batch is rows
+            `start .. start + batch - 1` of a batch of `global_batch` rows
+            (one worker's share in data-parallel training). Every random
+            draw is made for the global batch and sliced, so the workers'
+            crops together are exactly those of the whole batch.
 
     Returns:
         float32 [batch, crop_samples].
@@ -80,7 +85,8 @@ def crop_batch(contents, paths, seed, crop_samples, sample_rate=16000):
     plain, n = audio.plain_wav_samples(contents, sample_rate)
     fast = tf.logical_and(plain, n >= crop_samples)
     batch = tf.shape(contents)[0]
-    u = tf.random.stateless_uniform([batch], seed, dtype=tf.float64)
+    start, drawn = (0, batch) if rows is None else rows
+    u = tf.random.stateless_uniform([drawn], seed, dtype=tf.float64)[start : start + batch]
     span = tf.maximum(n - crop_samples + 1, 1)
     offset = tf.minimum(tf.cast(u * tf.cast(span, tf.float64), tf.int64), span - 1)
     raw = tf.strings.substr(
@@ -94,8 +100,8 @@ def crop_batch(contents, paths, seed, crop_samples, sample_rate=16000):
     def with_general_rows():
         rows = tf.where(tf.logical_not(fast))[:, 0]
         row_seeds = tf.random.stateless_uniform(
-            [batch, 2], seed[::-1], minval=None, maxval=None, dtype=tf.int64
-        )
+            [drawn, 2], seed[::-1], minval=None, maxval=None, dtype=tf.int64
+        )[start : start + batch]
         general = tf.map_fn(
             lambda i: _decode_and_crop(
                 contents[i], paths[i], crop_samples, row_seeds[i], sample_rate
@@ -109,6 +115,30 @@ def crop_batch(contents, paths, seed, crop_samples, sample_rate=16000):
     return tf.reshape(crops, [-1, crop_samples])
 
 
+def check_replica(replica, batch_size):
+    """`None`, or `(index, count)` checked: worker `index` of `count` takes an equal share of each batch."""
+    if replica is None:
+        return None
+    valid = (
+        isinstance(replica, (tuple, list))
+        and len(replica) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in replica)
+        and 0 <= replica[0] < replica[1]
+    )
+    if not valid:
+        raise ValueError(
+            "replica must be None or (index, count) with 0 <= index < count. "
+            f"Received: replica={replica!r}"
+        )
+    index, count = int(replica[0]), int(replica[1])
+    if batch_size % count:
+        raise ValueError(
+            f"The batch of {batch_size} does not split evenly over {count} data-parallel workers: "
+            f"make the batch size a multiple of {count}. Received: batch_size={batch_size}"
+        )
+    return index, count
+
+
 def _read_and_crop(
     dataset,
     crop_samples,
@@ -118,12 +148,34 @@ def _read_and_crop(
     drop_remainder,
     num_parallel_calls,
     transform=None,
+    augment=None,
+    replica=None,
 ):
     """(path, label) elements -> batches of (crops, labels); `seeds`: one int64 [2] per batch.
 
-    `transform`, when given, maps `(crops, labels, seed)` to the element
-    instead, inside the same parallel map.
+    `augment` (a `keras_spk.data.augment.Augmentation`), when given, maps
+    the crops (read `augment.read_samples(crop_samples)` long) and labels
+    of each batch. `transform`, when given, then maps `(crops, labels,
+    seed)` to the element, inside the same parallel map. With `replica=
+    (index, count)` (data-parallel training: batches of full batches
+    only), the worker reads only its share of each batch of `batch_size`:
+    rows `index * b .. (index + 1) * b - 1`, `b = batch_size // count`,
+    cropped and augmented exactly as they are in the whole batch.
     """
+    replica = check_replica(replica, batch_size)
+    read_samples = crop_samples if augment is None else augment.read_samples(crop_samples)
+    rows = None
+    if replica is not None:
+        if not drop_remainder:
+            raise ValueError("Data-parallel reading (replica) needs drop_remainder=True.")
+        share = batch_size // replica[1]
+        start = replica[0] * share
+        rows = (start, batch_size)
+        dataset = dataset.enumerate().filter(
+            lambda i, element: tf.logical_and(i % batch_size >= start, i % batch_size < start + share)
+        )
+        dataset = dataset.map(lambda i, element: element)
+        batch_size = share
     dataset = dataset.map(
         lambda path, label: (tf.io.read_file(path), path, label),
         num_parallel_calls=num_parallel_calls,
@@ -133,8 +185,13 @@ def _read_and_crop(
     dataset = tf.data.Dataset.zip((dataset, seeds))
 
     def crop(batch, seed):
-        crops = crop_batch(batch[0], batch[1], seed, crop_samples, sample_rate)
-        return (crops, batch[2]) if transform is None else transform(crops, batch[2], seed)
+        crops = crop_batch(batch[0], batch[1], seed, read_samples, sample_rate, rows=rows)
+        labels = batch[2]
+        if augment is not None:
+            crops, labels = augment(
+                crops, labels, tf.random.experimental.stateless_fold_in(seed, 7), rows=rows
+            )
+        return (crops, labels) if transform is None else transform(crops, labels, seed)
 
     dataset = dataset.map(crop, num_parallel_calls=num_parallel_calls, deterministic=True)
     return dataset.prefetch(AUTOTUNE)
@@ -253,6 +310,8 @@ def training_dataset(
     drop_remainder=True,
     num_parallel_calls=AUTOTUNE,
     start_epoch=None,
+    augment=None,
+    replica=None,
 ):
     """Random fixed-length crops with their speaker labels, batched.
 
@@ -279,6 +338,13 @@ def training_dataset(
             first epoch of an endless, resumable stream of epochs (each of
             `len(paths) // batch_size` full batches; `drop_remainder` must
             be true).
+        augment: `None`, or a `keras_spk.data.augment.Augmentation` applied
+            to every batch (its random draws follow the batch's seed, so
+            they repeat with the data).
+        replica: `None`, or `(index, count)` for data-parallel training:
+            this worker's share of every batch (see `_read_and_crop`);
+            `batch_size` is the global batch, a multiple of `count`, and
+            `start_epoch` must be set.
 
     Returns:
         A `tf.data.Dataset` of `(waveforms [batch, crop_samples] float32,
@@ -297,8 +363,11 @@ def training_dataset(
         if shuffle:
             dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
         seeds = _seeds(seed)
+    if replica is not None and start_epoch is None:
+        raise ValueError("Data-parallel reading (replica) needs a resumable stream: set start_epoch.")
     return _read_and_crop(
-        dataset, crop_samples, batch_size, sample_rate, seeds, drop_remainder, num_parallel_calls
+        dataset, crop_samples, batch_size, sample_rate, seeds, drop_remainder, num_parallel_calls,
+        augment=augment, replica=replica,
     )
 
 
@@ -313,6 +382,8 @@ def pk_dataset(
     num_parallel_calls=AUTOTUNE,
     start_epoch=None,
     steps_per_epoch=None,
+    augment=None,
+    replica=None,
 ):
     """P speakers x K utterances batches of random crops (see `PKSampler`).
 
@@ -336,6 +407,9 @@ def pk_dataset(
         start_epoch: `None` (one epoch per pass), or an int >= 0: the first
             epoch of an endless, resumable stream.
         steps_per_epoch: `None` or an int >= 1, batches per epoch.
+        augment: `None` or a `keras_spk.data.augment.Augmentation`.
+        replica: `None` or `(index, count)`: this worker's share of each
+            batch (`training_dataset`); P*K must be a multiple of `count`.
 
     Returns:
         A `tf.data.Dataset` of `(waveforms [P*K, crop_samples], labels [P*K])`,
@@ -343,13 +417,13 @@ def pk_dataset(
     """
     return _pk_dataset(
         paths, labels, crop_samples, num_speakers, num_utterances, sample_rate, seed,
-        num_parallel_calls, start_epoch, steps_per_epoch,
+        num_parallel_calls, start_epoch, steps_per_epoch, augment, replica,
     )[0]
 
 
 def _pk_dataset(
     paths, labels, crop_samples, num_speakers, num_utterances, sample_rate, seed,
-    num_parallel_calls, start_epoch, steps_per_epoch,
+    num_parallel_calls, start_epoch, steps_per_epoch, augment=None, replica=None,
 ):
     """`pk_dataset` and its steps per epoch."""
     paths, labels = _check_lists(paths, labels)
@@ -362,8 +436,11 @@ def _pk_dataset(
         sampler.epoch_indices, steps * sampler.batch_size, paths, labels, seed, start_epoch
     )
     seeds = _seeds(seed + 1) if start_epoch is None else _batch_seeds(seed, steps, start_epoch)
+    if replica is not None and start_epoch is None:
+        raise ValueError("Data-parallel reading (replica) needs a resumable stream: set start_epoch.")
     dataset = _read_and_crop(
-        dataset, crop_samples, sampler.batch_size, sample_rate, seeds, True, num_parallel_calls
+        dataset, crop_samples, sampler.batch_size, sample_rate, seeds, True, num_parallel_calls,
+        augment=augment, replica=replica,
     )
     return dataset, steps
 

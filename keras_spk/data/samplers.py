@@ -42,20 +42,20 @@ from keras_spk.utils._checks import is_real
 from keras_spk.utils.registry import did_you_mean
 
 
-def _random(paths, labels, crop_samples, batch_size, sample_rate, seed, start_epoch):
+def _random(paths, labels, crop_samples, batch_size, sample_rate, seed, start_epoch, augment, replica):
     """Uniform random crops, every file once per epoch (`training_dataset`)."""
     from keras_spk.data.pipeline import _check_lists
     from keras_spk.data.pipeline import training_dataset
 
     dataset = training_dataset(
         paths, labels, crop_samples, batch_size, sample_rate=sample_rate, seed=seed,
-        start_epoch=start_epoch,
+        start_epoch=start_epoch, augment=augment, replica=replica,
     )
     return dataset, len(_check_lists(paths, labels)[0]) // batch_size
 
 
 def _pk(
-    paths, labels, crop_samples, batch_size, sample_rate, seed, start_epoch, *,
+    paths, labels, crop_samples, batch_size, sample_rate, seed, start_epoch, augment, replica, *,
     num_speakers, num_utterances, steps_per_epoch=None,
 ):
     """P speakers x K utterances per batch (`pk_dataset`); the batch is P*K, not `batch_size`."""
@@ -64,12 +64,12 @@ def _pk(
 
     return _pk_dataset(
         paths, labels, crop_samples, num_speakers, num_utterances, sample_rate, seed, AUTOTUNE,
-        start_epoch, steps_per_epoch,
+        start_epoch, steps_per_epoch, augment, replica,
     )
 
 
 def _mixture(
-    paths, labels, crop_samples, batch_size, sample_rate, seed, start_epoch, *,
+    paths, labels, crop_samples, batch_size, sample_rate, seed, start_epoch, augment, replica, *,
     num_speakers=2, sir_db=(0.0, 0.0), mixtures_per_epoch=None, return_sources=False,
     return_enrolments=False,
 ):
@@ -79,26 +79,32 @@ def _mixture(
 
     return _mixture_dataset(
         paths, labels, crop_samples, batch_size, num_speakers, mixtures_per_epoch, sir_db,
-        sample_rate, seed, start_epoch, return_sources, AUTOTUNE, return_enrolments,
+        sample_rate, seed, start_epoch, return_sources, AUTOTUNE, return_enrolments, augment,
+        replica,
     )
 
 
 def _wsj0_2mix(
-    paths, labels, crop_samples, batch_size, sample_rate, seed, start_epoch, *,
+    paths, labels, crop_samples, batch_size, sample_rate, seed, start_epoch, augment, replica, *,
     root=None, subset="tr", mixtures_per_epoch=None, return_enrolments=False,
 ):
     """WSJ0-2mix mixtures with their sources (`wsj0_2mix_dataset`); `paths` and `labels` unused."""
     from keras_spk.data.mixture import _wsj0_2mix_dataset
     from keras_spk.data.pipeline import AUTOTUNE
 
+    if augment is not None:
+        raise ValueError(
+            "The wsj0_2mix sampler reads pre-made mixtures and does not augment them: set "
+            "data.augment.probability to 0 (and data.augment.speed.speeds to [1.0]) for this stage."
+        )
     return _wsj0_2mix_dataset(
         root, subset, crop_samples, batch_size, mixtures_per_epoch, sample_rate, seed,
-        start_epoch, return_enrolments, AUTOTUNE,
+        start_epoch, return_enrolments, AUTOTUNE, replica,
     )
 
 
 # name -> function(paths, labels, crop_samples, batch_size, sample_rate, seed,
-# start_epoch, **settings) -> (dataset of unwrapped elements, steps per epoch).
+# start_epoch, augment, replica, **settings) -> (dataset of unwrapped elements, steps per epoch).
 SAMPLERS = {"random": _random, "pk": _pk, "mixture": _mixture, "wsj0_2mix": _wsj0_2mix}
 
 
@@ -148,6 +154,8 @@ def sampler_dataset(
     sample_rate=16000,
     seed=0,
     start_epoch=0,
+    augment=None,
+    replica=None,
     **settings,
 ):
     """A training stream from the sampler `name`, for a trainer that takes its labels as inputs.
@@ -197,6 +205,14 @@ def sampler_dataset(
         sample_rate: files at another rate are resampled to it.
         seed: int.
         start_epoch: int >= 0 or `None`.
+        augment: `None`, or a `keras_spk.data.augment.Augmentation` applied
+            to the crops (`random`, `pk`) or to the mixtures (`mixture`:
+            noise and reverberation only); `wsj0_2mix` takes none.
+        replica: `None`, or `(index, count)`: in data-parallel training,
+            this worker's share of every batch (rows `index * b ..` with
+            `b = batch // count`), read, cropped and augmented exactly as
+            in the whole batch; the batch must be a multiple of `count`.
+            The steps per epoch are the whole batches'.
         **settings: the sampler's settings (above).
 
     Returns:
@@ -209,7 +225,8 @@ def sampler_dataset(
     sampler = _lookup(name)
     _check_settings(name, settings)
     dataset, steps = sampler(
-        paths, labels, crop_samples, batch_size, sample_rate, seed, start_epoch, **settings
+        paths, labels, crop_samples, batch_size, sample_rate, seed, start_epoch, augment, replica,
+        **settings,
     )
     return dataset.map(lambda *element: (element,)), steps
 
