@@ -28,6 +28,8 @@ class RecipeData:
         layout: `data.layout`, how `eval_dir` is read by `eval_utterances`.
         allow_speaker_overlap: whether speakers may be in both the
             training data and the evaluation folder.
+        replica: `None`, or `(rank, processes)` in data-parallel training
+            (`torchrun`): each process reads its share of every batch.
     """
 
     train: object
@@ -39,6 +41,7 @@ class RecipeData:
     holdout: object = None
     layout: str = "voxceleb"
     allow_speaker_overlap: bool = False
+    replica: tuple = None
 
     def eval_utterances(self):
         """The utterances of the evaluation folder (read once), for protocols without trial lists.
@@ -118,6 +121,7 @@ class RecipeData:
                 sample_rate=data_config["sample_rate"],
                 seed=seed,
                 start_epoch=start_epoch,
+                replica=self.replica,
                 **settings,
             )
         except (ValueError, OSError) as error:

@@ -123,15 +123,25 @@ class Run:
         config: the resolved config (nested dicts).
         data: `{"train": DIR, "eval": DIR, "trials": FILE, "demo": bool}`.
         resumed: whether the run continues an earlier one.
+        writer: whether this process writes the run's files: `False` in the
+            other processes of a data-parallel run (`join_run`), which
+            train alongside rank 0 and leave the folder to it.
+        parallel: the `keras_spk.distribute.DataParallel` of a run started
+            with `torchrun`, or `None`.
+        strategy: the `tf.distribute` strategy the stages train under
+            (`train.distribution: mirrored`), or `None`.
     """
 
-    def __init__(self, name, path, config, data, resumed, info):
+    def __init__(self, name, path, config, data, resumed, info, writer=True):
         self.name = name
         self.path = path
         self.config = config
         self.data = data
         self.resumed = resumed
         self.info = info
+        self.writer = writer
+        self.parallel = None
+        self.strategy = None
 
     def __repr__(self):
         return f"Run({self.path!r}, resumed={self.resumed})"
@@ -156,8 +166,14 @@ class Run:
         """
         path = self.makedirs(name)
         resumed = os.path.exists(os.path.join(path, "state.json"))
-        save_config(config, os.path.join(path, "config.yaml"))
-        return Run(f"{self.name}/{name}", path, config, self.data, resumed=resumed, info=self.info)
+        if self.writer:
+            save_config(config, os.path.join(path, "config.yaml"))
+        run = Run(
+            f"{self.name}/{name}", path, config, self.data, resumed=resumed, info=self.info,
+            writer=self.writer,
+        )
+        run.parallel, run.strategy = self.parallel, self.strategy
+        return run
 
     # --- stages ---
 
@@ -169,6 +185,8 @@ class Run:
         return self._state()["stages"].get(stage) == "done"
 
     def mark_stage_done(self, stage):
+        if not self.writer:
+            return
         state = self._state()
         state["stages"][stage] = "done"
         atomic_write_json(self.join("state.json"), state)
@@ -178,6 +196,8 @@ class Run:
         return self._state()["finished"]
 
     def mark_finished(self):
+        if not self.writer:
+            return
         state = self._state()
         state["finished"] = True
         atomic_write_json(self.join("state.json"), state)
@@ -568,6 +588,25 @@ def _open_existing(name, path, info, config):
         )
     remove_temporary_files(path)
     return Run(name, path, config, info["data"], resumed=True, info=info)
+
+
+def join_run(name, path, argv, default_config, parser=None, constraints=None):
+    """Opens the run folder rank 0 of a data-parallel run opened, without writing to it.
+
+    The other processes of a `torchrun` run train alongside rank 0: they
+    read its resolved config and data locations and leave every file of the
+    folder (config, state, checkpoints, logs, results) to it.
+
+    Returns:
+        `(run, args)`, `run.writer` false.
+    """
+    parser = parser or recipe_parser(name, f"Train and evaluate the {name} recipe.")
+    args, _ = parser.parse_known_args(argv)
+    info = _read_json(os.path.join(path, "run.json"))
+    if info is None:
+        raise RunError(f"{path} holds no run.json: rank 0 did not open the run folder.")
+    config = load_config(os.path.join(path, "config.yaml"), defaults=default_config, constraints=constraints)
+    return Run(name, path, config, info["data"], resumed=True, info=info, writer=False), args
 
 
 def describe(run):

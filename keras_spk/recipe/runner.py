@@ -138,6 +138,12 @@ CONSTRAINTS = {
         _systems_test, "a list of systems, each {name: ..., and the config values it changes}"
     ),
     "train.keep_checkpoints": int_range(min=1, allow_none=True),
+    "train.distribution": choice(["auto", "mirrored"]),
+    "train.devices": Constraint(
+        lambda value, config: value is None
+        or (isinstance(value, list) and value and all(isinstance(d, str) and d for d in value)),
+        "null (every GPU) or a list of device names such as ['/gpu:0', '/gpu:1']",
+    ),
     "train.verbose": choice([0, 1, 2]),
     "evaluation.protocols": Constraint(
         lambda value, config: isinstance(value, list)
@@ -268,25 +274,70 @@ def start_run(name, argv, default_config, demo_config, description, constraints=
     from keras_spk.recipe.run import open_run
     from keras_spk.recipe.run import recipe_parser
 
+    from keras_spk.recipe.run import join_run
+
     parser = recipe_parser(name, description)
     all_constraints = recipe_constraints(default_config, constraints)
-    run, args = open_run(
-        name,
-        argv,
-        default_config,
-        demo_config,
-        parser,
-        constraints=all_constraints,
-        provisional=True,
-    )
+    parallel = _data_parallel()
+    if parallel is not None and not parallel.is_writer:
+        # Rank 0 opens the folder and reads the data first (generating the demo corpus,
+        # writing the speaker map); then the others join its run.
+        outcome = parallel.broadcast_object(None)
+        if outcome[0] == "error":
+            raise RunError(f"rank 0 stopped before training: {outcome[1]}")
+        run, args = join_run(name, outcome[1], argv, default_config, parser, all_constraints)
+        return _prepare(run, args, all_constraints, data_check, parallel)
+    try:
+        run, args = open_run(
+            name,
+            argv,
+            default_config,
+            demo_config,
+            parser,
+            constraints=all_constraints,
+            provisional=True,
+        )
+        prepared = _prepare(run, args, all_constraints, data_check, parallel)
+    except (ConfigError, RunError, ValueError, OSError) as error:
+        if parallel is not None:
+            parallel.broadcast_object(("error", str(error)))
+        raise
+    if parallel is not None:
+        parallel.broadcast_object(("run", run.path))
+    return prepared
+
+
+def _data_parallel():
+    """The `DataParallel` of a process started by torchrun (joined to its group), or None."""
+    from keras_spk.distribute import data_parallel_from_environment
+
+    try:
+        parallel = data_parallel_from_environment()
+    except ValueError as error:
+        raise RunError(str(error)) from None
+    return None if parallel is None else parallel.setup()
+
+
+def _prepare(run, args, all_constraints, data_check, parallel):
+    """`start_run` once the run folder is open: seeds, data, checks, distribution."""
+    import keras
+
+    from keras_spk.recipe.data import load_data
+    from keras_spk.recipe.protocols import needs_trials
+
     systems = system_configs(run.config, all_constraints)
-    print(f"run folder: {run.path}  (backend: {keras.backend.backend()})")
+    run.parallel = parallel
+    run.strategy = _strategy(run.config, parallel)
+    where = "" if parallel is None else f", rank {parallel.rank} of {parallel.world_size}"
+    print(f"run folder: {run.path}  (backend: {keras.backend.backend()}{where})")
     keras.utils.set_random_seed(run.config["seed"])
     data = load_data(
         run,
         allow_speaker_overlap=args.allow_speaker_overlap,
         needs_trials=any(needs_trials(config) for _, config in systems),
     )
+    if parallel is not None:
+        data.replica = parallel.replica
     for system, config in systems:
         try:
             check_data(config, data)
@@ -297,6 +348,26 @@ def start_run(name, argv, default_config, demo_config, description, constraints=
                 raise
             raise RunError(f"system {system!r}: {error}") from None
     return run, data, systems
+
+
+def _strategy(config, parallel):
+    """The `tf.distribute` strategy of `train.distribution`, or None."""
+    train = config.get("train", {})
+    if train.get("distribution", "auto") != "mirrored":
+        return None
+    if parallel is not None:
+        raise RunError(
+            "train.distribution: mirrored is TensorFlow's single-process strategy, but this "
+            "command was started by torchrun; set train.distribution: auto."
+        )
+    from keras_spk.distribute import mirrored_strategy
+
+    try:
+        strategy = mirrored_strategy(train.get("devices"))
+    except ValueError as error:
+        raise RunError(f"train.distribution: mirrored: {error}") from None
+    print(f"MirroredStrategy over {strategy.num_replicas_in_sync} replica(s)")
+    return strategy
 
 
 @dataclasses.dataclass
@@ -397,16 +468,38 @@ def run_recipe(recipe, argv=None, callbacks=()):
             keras.backend.clear_session()
             keras.utils.set_random_seed(config["seed"])
         context = run_stages(system_run, recipe.build_stage, data, callbacks=callbacks)
+        if not run.writer:
+            continue  # rank 0 evaluates and exports; the other processes go on training
         min_samples = recipe.min_samples(config) if callable(recipe.min_samples) else recipe.min_samples
+        embedder = recipe.embedder(context)
+        if run.strategy is not None:
+            embedder = single_device_copy(embedder)
         rows = evaluate_and_export(
-            system_run, recipe.embedder(context), data, min_samples=min_samples, context=context
+            system_run, embedder, data, min_samples=min_samples, context=context
         )
         results.append((name, system_run, rows))
+    if not run.writer:
+        print(f"rank {run.parallel.rank}: training done; rank 0 evaluates and exports.")
+        return run
     if len(systems) > 1 or systems[0][0] is not None:
         _merged_results(run, results)
         run.mark_finished()
     print(f"\nbackend: {keras.backend.backend()}, wall time {time.time() - started:.0f} s\nrun folder: {run.path}")
     return run
+
+
+def single_device_copy(model):
+    """A copy of `model` with plain (not mirrored) variables, for evaluation and export.
+
+    A model built under a `tf.distribute` strategy keeps it: its `predict`
+    splits every batch across the replicas, and its variables are mirrored.
+    The copy, made outside the strategy's scope, holds the same weights.
+    """
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def main_guard(main):

@@ -174,9 +174,22 @@ def run_stages(run, build_stage, data, callbacks=()):
     """
     from keras_spk.recipe import training
 
+    import contextlib
+
     config = run.config
     context = StageContext(config, data, stage_plan(config), run=run)
     train = config["train"]
+    strategy = getattr(run, "strategy", None)
+    # Under a tf.distribute strategy, every trainer is built and compiled in its scope.
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        _train_stages(run, build_stage, data, callbacks, context, train)
+    return context
+
+
+def _train_stages(run, build_stage, data, callbacks, context, train):
+    from keras_spk.recipe import training
+
+    config = run.config
     for name, stage in context.stages.items():
         for frozen in stage["frozen"]:
             freeze(context.models[frozen])
@@ -198,7 +211,6 @@ def run_stages(run, build_stage, data, callbacks=()):
             verbose=train["verbose"],
             optimizer=(stage["optimizer"], stage["schedule"]),
         )
-    return context
 
 
 def transfer_weights(source, target, layers=None):

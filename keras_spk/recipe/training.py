@@ -395,16 +395,23 @@ def fit_stage(
         def make_dataset(start_epoch):  # noqa: F811 - the dataset alone; epoch 0's is built already
             return first if start_epoch == 0 else make_both(start_epoch)[0]
 
+    parallel = getattr(run, "parallel", None)
     if optimizer is not None:
         from keras_spk.recipe.optimizers import build_optimizer
 
         optimizer_section, schedule_section = optimizer
-        model.compile(
-            optimizer=build_optimizer(
-                optimizer_section, schedule_section, steps_per_epoch=steps_per_epoch, epochs=epochs
-            ),
-            loss=None,
+        built = build_optimizer(
+            optimizer_section, schedule_section, steps_per_epoch=steps_per_epoch, epochs=epochs
         )
+        if parallel is not None:
+            if keras.mixed_precision.dtype_policy().name == "mixed_float16":
+                # Wrapped here (compile would do it) so that the averaged gradients are
+                # checked for overflow, identically in every process.
+                built = keras.optimizers.LossScaleOptimizer(built)
+            built = parallel.wrap_optimizer(built)
+        model.compile(optimizer=built, loss=None)
+    elif parallel is not None and model.optimizer is not None:
+        parallel.wrap_optimizer(model.optimizer)
     directory = run.join("checkpoints", stage)
     if run.stage_done(stage):
         epoch = restore_checkpoint(model, directory)
@@ -415,7 +422,16 @@ def fit_stage(
         print(f"[{stage}] resuming after epoch {initial_epoch} of {epochs}.")
     history = None
     if initial_epoch < epochs:
-        log_dir = run.makedirs("logs")
+        writing = []
+        if getattr(run, "writer", True):  # in data-parallel training, rank 0 writes
+            log_dir = run.makedirs("logs")
+            writing = [
+                EpochCheckpoint(directory, keep=keep_checkpoints),
+                keras.callbacks.CSVLogger(os.path.join(log_dir, f"{stage}.csv"), append=True),
+                keras.callbacks.TensorBoard(os.path.join(log_dir, "tensorboard", stage)),
+            ]
+        elif verbose == "auto" or verbose:
+            verbose = 0  # one progress bar, rank 0's
         with _naming_bad_audio(stage):
             history = model.fit(
                 make_dataset(initial_epoch),
@@ -424,9 +440,8 @@ def fit_stage(
                 steps_per_epoch=steps_per_epoch,
                 callbacks=[
                     _ResumeRandomState(random_state),
-                    EpochCheckpoint(directory, keep=keep_checkpoints),
-                    keras.callbacks.CSVLogger(os.path.join(log_dir, f"{stage}.csv"), append=True),
-                    keras.callbacks.TensorBoard(os.path.join(log_dir, "tensorboard", stage)),
+                    *(parallel.callbacks() if parallel is not None else []),
+                    *writing,
                     *callbacks,
                 ],
                 verbose=verbose,
