@@ -15,6 +15,7 @@ _EXPORTS = {
         "read_audio",
         "resample",
     ),
+    "augment": ("Augmentation", "augmentation_from_config", "speed_perturb"),
     "formats": ("SUPPORTED_EXTENSIONS",),
     "wav": ("write_wav",),
     "pipeline": ("crop_or_repeat", "evaluation_dataset", "pk_dataset", "training_dataset"),
@@ -35,6 +36,8 @@ _EXPORTS = {
     "mixture": ("MixtureSampler", "mixture_dataset", "wsj0_2mix_dataset"),
     "samplers": ("SAMPLERS", "sampler_dataset", "sampler_from_config"),
     "trials": ("Trials", "read_trials", "write_trials"),
-    "demo_corpus": ("default_demo_dir", "ensure_demo_corpus", "make_demo_corpus"),
+    "demo_corpus": (
+        "default_demo_dir", "ensure_demo_augmentation", "ensure_demo_corpus", "make_demo_corpus"
+    ),
 }
 __getattr__, __dir__, __all__ = lazy_module_exports(__name__, _EXPORTS)

@@ -13,6 +13,19 @@ OUT/
 
 All audio is 16 kHz mono 16-bit PCM, generated deterministically from a seed.
 
+`ensure_demo_augmentation(OUT)` adds, on demand, a small set of noises and
+room impulse responses for on-the-fly augmentation
+(`keras_spk.data.augment`), in the layouts of MUSAN and RIRS_NOISES:
+
+```
+OUT/augment/
+  augment.json                                    generator version
+  musan/noise/synthetic/noise-synthetic-0000.wav  coloured, band and hum noises
+  musan/music/synthetic/music-synthetic-0000.wav  harmonic melodies and chords
+  musan/speech/synthetic/speech-synthetic-0000.wav  speech of other voices (babble)
+  rirs/simulated_rirs/{smallroom,mediumroom,largeroom}/Room001/Room001-00001.wav
+```
+
 The voices, sessions and utterances come from the formant synthesiser of
 `keras_spk.data.speech_synthesis`; this module plans the corpus (speakers,
 sessions, durations, file names), writes it and its trial list, and keeps
@@ -34,7 +47,9 @@ from keras_spk.data.wav import write_wav
 __all__ = [
     "GENERATOR_VERSION",
     "SAMPLE_RATE",
+    "AUGMENT_VERSION",
     "default_demo_dir",
+    "ensure_demo_augmentation",
     "ensure_demo_corpus",
     "make_demo_corpus",
 ]
@@ -237,7 +252,10 @@ def _check_replaceable(out_dir):
             f"Cannot write the demo corpus to {out_dir}: it exists and is not a "
             "directory."
         )
-    if _read_info(out_dir) is None and any(out_dir.iterdir()):
+    # The augmentation set may be made before the corpus it sits in.
+    if _read_info(out_dir) is None and any(
+        p.name != _AUGMENT_DIR or _read_augment_info(p) is None for p in out_dir.iterdir()
+    ):
         raise FileExistsError(
             f"{out_dir} exists and is not a keras_spk demo corpus (no valid "
             f"{_INFO_FILE}). Refusing to overwrite it; choose another "
@@ -375,6 +393,9 @@ def _install(tmp, out_dir):
         shutil.rmtree(old)
     os.rename(out_dir, old)
     os.rename(tmp, out_dir)
+    # The augmentation set does not depend on the corpus: keep it.
+    if _augment_current(old / _AUGMENT_DIR) and not (out_dir / _AUGMENT_DIR).exists():
+        os.rename(old / _AUGMENT_DIR, out_dir / _AUGMENT_DIR)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -436,3 +457,223 @@ def ensure_demo_corpus(out_dir=None, seed=0, **kwargs):
         if _matches(info, seed, config) and _is_complete(out_dir, info):
             return str(out_dir)
         raise
+
+
+# ---------------------------------------------------------------------------
+# Noises and impulse responses for augmentation
+# ---------------------------------------------------------------------------
+
+# Bump whenever the generated augmentation set changes, so cached sets are rebuilt.
+AUGMENT_VERSION = 1
+_AUGMENT_DIR = "augment"
+_AUGMENT_INFO = "augment.json"
+_AUGMENT_GENERATOR = "keras_spk.data.demo_corpus.augment"
+# The set does not depend on the corpus seed; its streams use their own seed.
+_AUGMENT_SEED = 7919
+_STREAM_NOISE, _STREAM_MUSIC, _STREAM_RIR = 11, 12, 13
+# Babble voices are speaker indices no corpus plan reaches, so they are not
+# training or test speakers of any demo corpus.
+_BABBLE_FIRST_SPEAKER = 1_000_000
+_NUM_BABBLE = 10
+_ROOMS = {  # name: (RT60 range in s, source distance range in m)
+    "smallroom": ((0.15, 0.35), (1.0, 3.0)),
+    "mediumroom": ((0.35, 0.6), (2.0, 6.0)),
+    "largeroom": ((0.6, 0.9), (3.0, 10.0)),
+}
+_ROOMS_PER_SIZE = 2
+_RIRS_PER_ROOM = 3
+
+
+def _peak_normalise(x, peak):
+    return x * (peak / max(np.max(np.abs(x)), 1e-12))
+
+
+def _demo_noises(rng):
+    """Stationary noises: white, pink, brown, band-passed, mains hum, fan; one shorter than a crop."""
+    from scipy import signal
+
+    n = 4 * SAMPLE_RATE
+    t = np.arange(n) / SAMPLE_RATE
+    white = rng.normal(0.0, 1.0, n)
+    pink = signal.lfilter([0.049922, -0.095993, 0.050612, -0.004408],
+                          [1.0, -2.494956, 2.017265, -0.522190], rng.normal(0.0, 1.0, n))
+    brown = signal.lfilter([1.0], [1.0, -0.995], rng.normal(0.0, 1.0, n))
+    band = signal.sosfilt(signal.butter(4, [300, 3000], "bandpass", fs=SAMPLE_RATE, output="sos"),
+                          rng.normal(0.0, 1.0, n))
+    hum = sum(np.sin(2 * np.pi * 50 * k * t + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 8))
+    hum = hum + 0.05 * white
+    fan = signal.sosfilt(signal.butter(2, 800, fs=SAMPLE_RATE, output="sos"), rng.normal(0.0, 1.0, n))
+    fan = fan * (1.0 + 0.3 * np.sin(2 * np.pi * 4.0 * t))
+    short = rng.normal(0.0, 1.0, SAMPLE_RATE)  # 1 s: repeated to fill a crop
+    return [_peak_normalise(x - np.mean(x), 0.5) for x in (white, pink, brown, band, hum, fan, short)]
+
+
+def _demo_music(rng, count=4, seconds=6.0):
+    """Melodies of harmonic notes over a held chord, on a pentatonic scale."""
+    n = int(seconds * SAMPLE_RATE)
+    scale = np.array([0, 2, 4, 7, 9, 12, 14, 16])
+    clips = []
+    for _ in range(count):
+        root = rng.uniform(110.0, 330.0)
+        x = np.zeros(n)
+        start = 0
+        while start < n:
+            length = min(int(rng.uniform(0.15, 0.5) * SAMPLE_RATE), n - start)
+            f = root * 2.0 ** (rng.choice(scale) / 12.0)
+            tt = np.arange(length) / SAMPLE_RATE
+            note = sum(np.sin(2 * np.pi * f * k * tt) * 0.6**k for k in range(1, 6) if f * k < 7000)
+            envelope = np.minimum(1.0, tt / 0.01) * np.exp(-tt * rng.uniform(2.0, 6.0))
+            x[start : start + length] += note * envelope
+            start += length
+        tt = np.arange(n) / SAMPLE_RATE
+        for interval in (0, 4, 7):
+            x += 0.2 * np.sin(2 * np.pi * root / 2 * 2.0 ** (interval / 12.0) * tt)
+        clips.append(_peak_normalise(x, 0.5))
+    return clips
+
+
+def _demo_babble(count=_NUM_BABBLE, seconds=4.0):
+    """Speech of voices outside the demo corpora (one utterance each)."""
+    clips = []
+    for i in range(count):
+        k = _BABBLE_FIRST_SPEAKER + i
+        voice = speech_synthesis.speaker_voice(_AUGMENT_SEED, k)
+        conditions = speech_synthesis.session_conditions(_AUGMENT_SEED, k, 0, voice)
+        clips.append(speech_synthesis.render_utterance(_AUGMENT_SEED, k, 0, voice, conditions, seconds))
+    return clips
+
+
+def _demo_rir(rng, rt60, distance):
+    """An impulse response: propagation delay, direct path, early reflections, decaying tail.
+
+    The tail is low-passed noise decaying by 60 dB in `rt60` seconds; the
+    direct path is the largest sample, after `distance / 343 m/s` of silence.
+    """
+    from scipy import signal
+
+    delay = int(round(distance / 343.0 * SAMPLE_RATE))
+    n = delay + int(rt60 * SAMPLE_RATE)
+    h = np.zeros(n)
+    h[delay] = 1.0
+    for _ in range(6):
+        at = delay + int(rng.uniform(0.002, 0.03) * SAMPLE_RATE)
+        h[min(at, n - 1)] += rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 0.6)
+    start = delay + int(0.005 * SAMPLE_RATE)
+    tail = signal.lfilter([1.0 - 0.5], [1.0, -0.5], rng.normal(0.0, 1.0, n - start))
+    tail *= 0.25 * np.exp(-6.908 * np.arange(n - start) / (rt60 * SAMPLE_RATE))
+    h[start:] += tail
+    h[delay] = 1.5 * max(np.max(np.abs(h[delay + 1 :])), 1.0)  # the direct path stays the peak
+    return _peak_normalise(h, 0.9)
+
+
+def _build_augmentation(root):
+    """Writes the augmentation set under `root` (MUSAN and RIRS_NOISES layouts)."""
+    musan = root / "musan"
+    sets = [
+        ("noise", _demo_noises(random_stream(_AUGMENT_SEED, _STREAM_NOISE))),
+        ("music", _demo_music(random_stream(_AUGMENT_SEED, _STREAM_MUSIC))),
+        ("speech", _demo_babble()),
+    ]
+    counts = {}
+    for kind, clips in sets:
+        folder = musan / kind / "synthetic"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, x in enumerate(clips):
+            write_wav(folder / f"{kind}-synthetic-{i:04d}.wav", x, SAMPLE_RATE)
+        counts[kind] = len(clips)
+    rng = random_stream(_AUGMENT_SEED, _STREAM_RIR)
+    for size, ((rt_lo, rt_hi), (d_lo, d_hi)) in _ROOMS.items():
+        for room in range(1, _ROOMS_PER_SIZE + 1):
+            folder = root / "rirs" / "simulated_rirs" / size / f"Room{room:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            rt60 = rng.uniform(rt_lo, rt_hi)
+            for k in range(1, _RIRS_PER_ROOM + 1):
+                h = _demo_rir(rng, rt60, rng.uniform(d_lo, d_hi))
+                write_wav(folder / f"Room{room:03d}-{k:05d}.wav", h, SAMPLE_RATE)
+    info = {
+        "generator": _AUGMENT_GENERATOR,
+        "version": AUGMENT_VERSION,
+        "sample_rate": SAMPLE_RATE,
+        **{f"num_{kind}": n for kind, n in counts.items()},
+        "num_rirs": len(_ROOMS) * _ROOMS_PER_SIZE * _RIRS_PER_ROOM,
+    }
+    # Written last: its presence marks a complete set.
+    (root / _AUGMENT_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def _read_augment_info(folder):
+    try:
+        info = json.loads((pathlib.Path(folder) / _AUGMENT_INFO).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("generator") != _AUGMENT_GENERATOR:
+        return None
+    return info
+
+
+def _augment_current(folder):
+    info = _read_augment_info(folder)
+    return info is not None and info.get("version") == AUGMENT_VERSION
+
+
+def ensure_demo_augmentation(root=None):
+    """Returns the demo's noise and impulse-response folder, generating it if needed.
+
+    Writes `<root>/augment/musan` (MUSAN layout: `noise/`, `music/`,
+    `speech/`) and `<root>/augment/rirs` (RIRS_NOISES layout:
+    `simulated_rirs/{smallroom,mediumroom,largeroom}/Room*/Room*-*.wav`),
+    about 3 MB of 16 kHz audio made in a second or two from a fixed seed:
+
+    - noise: white, pink, brown, band-passed (300-3000 Hz), mains hum with
+      harmonics, amplitude-modulated low-passed "fan" noise, and a 1-s white
+      noise (shorter than a crop: it is repeated);
+    - music: harmonic melodies on a pentatonic scale over a held chord;
+    - speech: one utterance each of 10 synthetic voices that are not
+      speakers of any demo corpus (their indices are beyond any corpus
+      plan), to be summed into babble;
+    - impulse responses: 6 rooms (2 per size), 3 source positions each:
+      silence for the propagation delay, the direct path (the peak), a few
+      early reflections and a low-passed noise tail decaying by 60 dB in
+      the room's RT60 (0.15-0.35 s, 0.35-0.6 s, 0.6-0.9 s).
+
+    The set is built in a temporary sibling folder and renamed into place
+    when complete, and kept while `AUGMENT_VERSION` is unchanged; an
+    existing corpus is never regenerated for it.
+
+    Args:
+        root: the demo corpus folder (default `default_demo_dir()`).
+
+    Returns:
+        The path of `<root>/augment`, as a string.
+
+    Example:
+
+    >>> folder = ensure_demo_augmentation(ensure_demo_corpus())  # doctest: +SKIP
+    >>> sorted(os.listdir(folder))  # doctest: +SKIP
+    ['augment.json', 'musan', 'rirs']
+    """
+    root = pathlib.Path(root if root is not None else default_demo_dir()).expanduser().absolute()
+    out = root / _AUGMENT_DIR
+    if _augment_current(out):
+        return str(out)
+    if out.exists() and _read_augment_info(out) is None and not _is_empty_dir(out):
+        raise FileExistsError(
+            f"{out} exists and is not a keras_spk demo augmentation set (no valid "
+            f"{_AUGMENT_INFO}). Refusing to overwrite it; move it away."
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{_AUGMENT_DIR}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        _build_augmentation(tmp)
+        try:
+            _install(tmp, out)
+        except OSError:
+            # Another process may have installed the same set meanwhile.
+            if not _augment_current(out):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(out)

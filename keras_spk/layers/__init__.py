@@ -26,6 +26,7 @@ from keras_spk.layers.residual_attention import ResidualAttention
 from keras_spk.layers.ring_loss import RingLoss
 from keras_spk.layers.self_attentive_pooling import SelfAttentivePooling
 from keras_spk.layers.softmax_head import SoftmaxHead
+from keras_spk.layers.spec_augment import SpecAugment
 from keras_spk.layers.spectral_attention import SpectralAttention
 from keras_spk.layers.speaker_basis import SpeakerBasis
 from keras_spk.layers.squeeze_excitation import SqueezeExcitation
@@ -45,6 +46,7 @@ LAYERS = {
     "stft": STFT,
     "inverse_stft": InverseSTFT,
     "match_length": MatchLength,
+    "spec_augment": SpecAugment,
     # Multi-scale aggregation
     "feature_pyramid": FeaturePyramid,
     "multi_scale_aggregation": MultiScaleAggregation,
