@@ -938,6 +938,17 @@ def augmentation_from_config(section, *, sample_rate, crop_samples, num_speakers
     )
 
 
+def speed_classes(section):
+    """Label blocks per speaker of a `data.augment` section: 1, or 1 + its speeds other than
+    1.0 when they are new speakers (`Augmentation.classes_per_speaker`, without reading any
+    noise or impulse-response folder)."""
+    speed = _resolve(section)["speed"]
+    if not speed["as_new_speakers"]:
+        return 1
+    others = [float(s) for s in speed["speeds"] if float(s) != 1.0]
+    return 1 + max((others.index(s) + 1 for s in others), default=0)
+
+
 def spec_augment_from_config(section, seed=None):
     """The `keras_spk.layers.SpecAugment` of `data.augment.spec_augment`; `None` if it masks nothing."""
     config = _resolve(section)

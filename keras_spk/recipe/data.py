@@ -30,6 +30,9 @@ class RecipeData:
             training data and the evaluation folder.
         replica: `None`, or `(rank, processes)` in data-parallel training
             (`torchrun`): each process reads its share of every batch.
+        demo_root: the demo corpus folder when the run trains on it (its
+            generated noise and impulse responses serve `data.augment`
+            sections without a `root`), else `None`.
     """
 
     train: object
@@ -42,6 +45,7 @@ class RecipeData:
     layout: str = "voxceleb"
     allow_speaker_overlap: bool = False
     replica: tuple = None
+    demo_root: str = None
 
     def eval_utterances(self):
         """The utterances of the evaluation folder (read once), for protocols without trial lists.
@@ -111,6 +115,7 @@ class RecipeData:
         name, settings = sampler_from_config(data_config)
         if name == "random":
             self.steps_per_epoch(data_config["batch_size"])  # the error names data.batch_size
+        augment = self.augmentation(data_config)
         try:
             return sampler_dataset(
                 name,
@@ -121,6 +126,7 @@ class RecipeData:
                 sample_rate=data_config["sample_rate"],
                 seed=seed,
                 start_epoch=start_epoch,
+                augment=augment,
                 replica=self.replica,
                 **settings,
             )
@@ -131,6 +137,30 @@ class RecipeData:
                 f"data.sampler={name!r} cannot draw batches from {len(self.train)} training "
                 f"utterances of {len(self.speaker_map)} speakers: {error}"
             ) from None
+
+
+    def augmentation(self, data_config):
+        """The `keras_spk.data.Augmentation` of a (stage's) `data` section, or `None`.
+
+        Raises:
+            RunError: a bad `data.augment` value, a missing noise or
+                impulse-response folder (the message names the key).
+        """
+        from keras_spk.data.augment import augmentation_from_config
+
+        section = data_config.get("augment")
+        if section is None:
+            return None
+        try:
+            return augmentation_from_config(
+                section,
+                sample_rate=data_config["sample_rate"],
+                crop_samples=data_config["crop_samples"],
+                num_speakers=len(self.speaker_map),
+                demo_root=self.demo_root,
+            )
+        except (ValueError, OSError) as error:
+            raise RunError(str(error)) from None
 
 
 def _check_exists(flag, path, kind):
@@ -322,4 +352,5 @@ def load_data(run, allow_speaker_overlap=False, needs_trials=True):
     return RecipeData(
         train, speaker_map, trial_lists, train_dirs, eval_dir, trials_paths, holdout, layout=layout,
         allow_speaker_overlap=bool(allow_speaker_overlap or data_config["allow_speaker_overlap"]),
+        demo_root=None if run.data else root,
     )

@@ -173,11 +173,16 @@ def recipe_constraints(default_config, constraints=None):
     Returns:
         dict dotted key -> `keras_spk.config.Constraint`.
     """
+    from keras_spk.data import augment
     from keras_spk.data import samplers
     from keras_spk.recipe import evaluation
+    from keras_spk.recipe import precision
 
     schema = read_yaml(default_config) if isinstance(default_config, (str, os.PathLike)) else default_config
-    shared = {**CONSTRAINTS, **samplers.CONSTRAINTS, **evaluation.CONSTRAINTS}
+    shared = {
+        **CONSTRAINTS, **samplers.CONSTRAINTS, **augment.CONSTRAINTS, **precision.CONSTRAINTS,
+        **evaluation.CONSTRAINTS,
+    }
     merged = {key: rule for key, rule in shared.items() if has_key(schema, key)}
     merged.update(constraints or {})
     if "systems" in merged:  # each system's config is checked with all of them, at start-up
@@ -235,9 +240,18 @@ def check_data(config, data):
             f"training speakers (at most {len(data.speaker_map) - 1}), for {', '.join(uses_lda)}; "
             f"lower it, e.g. --evaluation.lda_dim={max(1, len(data.speaker_map) - 1)}."
         )
+    from keras_spk.data.augment import speed_classes
     from keras_spk.recipe.stages import stage_plan
 
+    classes = speed_classes(config["data"].get("augment"))
     for name, stage in stage_plan(config).items():
+        if speed_classes(stage["data"].get("augment")) != classes:
+            raise RunError(
+                f"stages.{name}.data.augment.speed makes another number of speakers from the "
+                f"speeds ({speed_classes(stage['data'].get('augment'))} label blocks) than "
+                f"data.augment.speed ({classes}), which sizes every classifier: change the speeds "
+                "in data.augment for all stages, or set as_new_speakers: false."
+            )
         if stage["epochs"] > 0:
             try:
                 data.training_dataset(stage["data"], config["seed"], start_epoch=0)

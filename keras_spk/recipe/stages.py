@@ -66,7 +66,11 @@ class StageContext:
 
     @property
     def num_speakers(self):
-        return len(self.data.speaker_map)
+        """The classes of the training labels: the speakers, times the speeds that
+        `data.augment.speed` makes new speakers (`label + k * speakers`)."""
+        from keras_spk.data.augment import speed_classes
+
+        return len(self.data.speaker_map) * speed_classes(self.config["data"].get("augment"))
 
     def trained(self, stage):
         """Whether `stage` ran for at least one epoch (so its weights are worth taking)."""

@@ -60,3 +60,11 @@ def test_replica_errors(corpus):
         batches(corpus, "random", (2, 2))
     with pytest.raises(ValueError, match="start_epoch"):
         batches(corpus, "random", (0, 2), start_epoch=None)
+
+
+def test_pk_batches_give_each_worker_whole_speakers(corpus):
+    with pytest.raises(ValueError, match=r"num_speakers \(P\) a multiple of 3"):
+        sampler_dataset(
+            "pk", corpus, SPEAKERS, crop_samples=CROP, batch_size=6, seed=1, start_epoch=0,
+            replica=(0, 3), num_speakers=2, num_utterances=3,
+        )
