@@ -451,9 +451,7 @@ def run_recipe(recipe, argv=None, callbacks=()):
         argv: command-line arguments (default `sys.argv[1:]`).
         callbacks: extra Keras callbacks for every training stage.
     """
-    from keras_spk.recipe.protocols import evaluate_and_export
     from keras_spk.recipe.protocols import finished_rows
-    from keras_spk.recipe.stages import run_stages
 
     started = time.time()
     constraints = recipe.constraints() if callable(recipe.constraints) else recipe.constraints
@@ -468,6 +466,8 @@ def run_recipe(recipe, argv=None, callbacks=()):
     )
     import keras
 
+    from keras_spk.recipe.precision import precision_scope
+
     results = []
     for name, config in systems:
         system_run = run if name is None else run.system(name, config)
@@ -481,17 +481,11 @@ def run_recipe(recipe, argv=None, callbacks=()):
             # names) and the seed.
             keras.backend.clear_session()
             keras.utils.set_random_seed(config["seed"])
-        context = run_stages(system_run, recipe.build_stage, data, callbacks=callbacks)
-        if not run.writer:
-            continue  # rank 0 evaluates and exports; the other processes go on training
-        min_samples = recipe.min_samples(config) if callable(recipe.min_samples) else recipe.min_samples
-        embedder = recipe.embedder(context)
-        if run.strategy is not None:
-            embedder = single_device_copy(embedder)
-        rows = evaluate_and_export(
-            system_run, embedder, data, min_samples=min_samples, context=context
-        )
-        results.append((name, system_run, rows))
+        # The models are built under the system's precision (train.precision).
+        with precision_scope(config["train"].get("precision", "float32")):
+            rows = _train_and_evaluate(recipe, system_run, config, data, callbacks)
+        if rows is not None:
+            results.append((name, system_run, rows))
     if not run.writer:
         print(f"rank {run.parallel.rank}: training done; rank 0 evaluates and exports.")
         return run
@@ -500,6 +494,24 @@ def run_recipe(recipe, argv=None, callbacks=()):
         run.mark_finished()
     print(f"\nbackend: {keras.backend.backend()}, wall time {time.time() - started:.0f} s\nrun folder: {run.path}")
     return run
+
+
+def _train_and_evaluate(recipe, run, config, data, callbacks):
+    """One system: its stages, then (rank 0) its protocols and export; returns its rows."""
+    from keras_spk.recipe.precision import float32_embedder
+    from keras_spk.recipe.protocols import evaluate_and_export
+    from keras_spk.recipe.stages import run_stages
+
+    context = run_stages(run, recipe.build_stage, data, callbacks=callbacks)
+    if not run.writer:
+        return None  # rank 0 evaluates and exports; the other processes go on training
+    min_samples = recipe.min_samples(config) if callable(recipe.min_samples) else recipe.min_samples
+    embedder = recipe.embedder(context)
+    if run.strategy is not None:
+        embedder = single_device_copy(embedder)
+    # Float32 in and out whatever the precision: embeddings, scores, the SavedModel.
+    embedder = float32_embedder(embedder)
+    return evaluate_and_export(run, embedder, data, min_samples=min_samples, context=context)
 
 
 def single_device_copy(model):

@@ -1,4 +1,4 @@
-"""Augmentation from a recipe's config: the runner's samplers, the classifier size, the errors."""
+"""Augmentation and precision from a recipe's config: samplers, classifier size, float32 outputs, errors."""
 
 import os
 
@@ -83,3 +83,20 @@ def test_a_stage_with_other_speeds_is_refused():
     config["stages"]["metric"]["data"]["augment"] = {"speed": {"speeds": [0.9, 1.0]}}
     with pytest.raises(RunError, match=r"stages\.metric\.data\.augment\.speed .*\(2 label blocks\).*\(1\)"):
         check_data(config, Data())
+
+
+def test_a_mixed_precision_run_trains_and_gives_float32_embeddings(corpus, tmp_path):
+    import keras
+
+    out = str(tmp_path / "mixed")
+    toy_recipe.main(
+        data_args(corpus)
+        + ["--train.precision=mixed_bfloat16", "--stages.metric.epochs=1", "--output", out]
+    )
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # put back after the run
+    for stage in ("softmax", "metric"):
+        assert all(np.isfinite(float(r["loss"])) for r in read_log(out, stage))
+    embedder = keras.saving.load_model(os.path.join(out, "embedder.keras"))
+    assert embedder.outputs[0].dtype == "float32"
+    with np.load(os.path.join(out, "embeddings", "trials.npz")) as f:
+        assert f["embeddings"].dtype == np.float32
