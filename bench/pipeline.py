@@ -16,8 +16,18 @@ the same map when tensorflow-io is installed (the decoder keras_spk used
 before), and by a plain `soundfile.read` loop; then the training pipeline's
 crops/s on the FLAC files.
 
+`--shards` measures sharded corpora instead (`keras_spk.data.shards`): the
+same WAV files packed into TFRecord shards (`--shard-size` utterances
+each) and the uniform sampler's resumable stream read from the files, from
+the shards by random access (`read_shards` references) and streamed whole
+shards at a time (`shard_stream_dataset`), as crops/s and ratios to the
+files, best of `--rounds` interleaved rounds; then the bare reads (no
+decoding) of the files by `tf.io.read_file` and by `read_contents`, which
+the pipelines call now.
+
     python bench/pipeline.py [--files 512] [--batches 60] [--batch-size 64] [--rounds 3]
     python bench/pipeline.py --flac [--files 256]
+    python bench/pipeline.py --shards [--files 512] [--shard-size 64]
 """
 
 import argparse
@@ -167,6 +177,67 @@ def sampler_figures(paths, labels, crop, batch_size, batches, rounds, seed=0):
     return best, P, K, mixtures
 
 
+def read_rate(paths, read, rounds):
+    """Best-of-`rounds` files per second read (not decoded) by `read` in a parallel tf.data map."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(paths).repeat(4).map(
+        lambda p: tf.strings.length(read(p)), num_parallel_calls=tf.data.AUTOTUNE
+    ).batch(len(paths))  # one Python step per pass, so Python does not set the pace
+    for _ in dataset:  # warm-up: tracing, page cache
+        pass
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in dataset:
+            pass
+        best = max(best, 4 * len(paths) / (time.perf_counter() - start))
+    return best
+
+
+def shard_figures(folder, paths, labels, crop, batch_size, batches, rounds, shard_size, seed=0):
+    """Crops/s of the uniform sampler from files, shards (random access) and streamed shards."""
+    import tensorflow as tf
+
+    from keras_spk.data import read_dataset
+    from keras_spk.data import training_dataset
+    from keras_spk.data.readers import UtteranceList
+    from keras_spk.data.shards import read_contents
+    from keras_spk.data.shards import shard_stream_dataset
+    from keras_spk.data.shards import write_shards
+
+    files = UtteranceList(paths=paths, speakers=[f"id{int(i):05d}" for i in labels], root=folder)
+    out = os.path.join(folder, "shards")
+    start = time.perf_counter()
+    summary = write_shards(files, out, shard_size=shard_size, workers=4)
+    packing = time.perf_counter() - start
+    listed = read_dataset("shards", out)
+    builders = {
+        "files": lambda: training_dataset(paths, labels, crop, batch_size, seed=seed, start_epoch=0),
+        "random access": lambda: training_dataset(
+            listed.paths, listed.labels(), crop, batch_size, seed=seed, start_epoch=0
+        ),
+        "streamed": lambda: shard_stream_dataset(out, crop, batch_size, seed=seed, start_epoch=0)[0],
+    }
+    best = dict.fromkeys(builders, 0.0)
+    for _ in range(rounds):
+        for name, build in builders.items():
+            best[name] = max(best[name], rate(build(), batches, batch_size))
+    reads = dict.fromkeys(("tf.io.read_file", "read_contents"), 0.0)
+    for _ in range(rounds):
+        for name, read in (("tf.io.read_file", tf.io.read_file), ("read_contents", read_contents)):
+            reads[name] = max(reads[name], read_rate(paths, read, 1))
+    print(f"shards: {summary.utterances} files in {summary.shards} shards of up to {shard_size}, "
+          f"{summary.bytes / 1e6:.0f} MB packed in {packing:.1f} s "
+          f"({summary.bytes / 1e6 / packing:.0f} MB/s, 4 workers)")
+    print(f"uniform sampler, resumable stream, best of {rounds} rounds:")
+    for name, value in best.items():
+        print(f"  {name:26s}{value:8.0f} crops/s  ({value / best['files']:.2f}x files)")
+    print("reading files only (no decoding), files/s:")
+    for name, value in reads.items():
+        print(f"  {name:26s}{value:8.0f}  ({value / reads['tf.io.read_file']:.2f}x tf.io.read_file)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=512)
@@ -176,6 +247,8 @@ def main():
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the samplers")
     parser.add_argument("--flac", action="store_true", help="measure FLAC decoding")
+    parser.add_argument("--shards", action="store_true", help="measure sharded corpora")
+    parser.add_argument("--shard-size", type=int, default=64, help="utterances per shard (--shards)")
     args = parser.parse_args()
 
     crop = int(args.seconds * args.sample_rate)
@@ -184,6 +257,15 @@ def main():
         with tempfile.TemporaryDirectory() as folder:
             paths = make_files(folder, args.files, args.sample_rate, flac=True)
             flac_figures(paths, crop, args.batch_size, args.batches)
+        return
+    if args.shards:
+        with tempfile.TemporaryDirectory() as folder:
+            paths = make_files(folder, args.files, args.sample_rate)
+            labels = np.arange(len(paths)) % 32
+            print(f"files: {args.files} WAV (16-bit, 4-10 s), crop {args.seconds:g} s, "
+                  f"batch {args.batch_size}")
+            shard_figures(folder, paths, labels, crop, args.batch_size, args.batches, args.rounds,
+                          args.shard_size)
         return
     with tempfile.TemporaryDirectory() as folder:
         paths = make_files(folder, args.files, args.sample_rate)

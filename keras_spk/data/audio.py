@@ -678,8 +678,10 @@ _decode_checked_call, _decode_wav_call, _decode_other_call, _resample_checked_ca
 
 def load_audio(path, sample_rate=16000):
     """Reads and decodes one audio file as a graph op (see `decode_audio`)."""
+    from keras_spk.data.shards import read_contents
+
     path = tf.convert_to_tensor(path, tf.string)
-    return decode_audio(tf.io.read_file(path), path, sample_rate)
+    return decode_audio(read_contents(path), path, sample_rate)
 
 
 def read_audio(path, sample_rate=16000):

@@ -31,6 +31,7 @@ from keras_spk.data.pipeline import _seeds
 from keras_spk.data.pipeline import crop_or_repeat
 from keras_spk.data.sampler import MAX_MIXTURES_PER_EPOCH
 from keras_spk.data.sampler import draw_positions
+from keras_spk.data.shards import read_contents
 from keras_spk.utils._checks import is_int
 from keras_spk.utils._checks import is_real
 
@@ -594,7 +595,7 @@ def _wsj0_2mix_dataset(
         ).map(lambda i, element: element)
         batch_size = share
     dataset = dataset.map(
-        lambda path, label: (tf.io.read_file(path), path, label),
+        lambda path, label: (read_contents(path), path, label),
         num_parallel_calls=num_parallel_calls,
         deterministic=True,
     )

@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras_spk.data import audio
 from keras_spk.data.audio import load_audio
 from keras_spk.data.sampler import PKSampler
+from keras_spk.data.shards import read_contents
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -177,7 +178,7 @@ def _read_and_crop(
         dataset = dataset.map(lambda i, element: element)
         batch_size = share
     dataset = dataset.map(
-        lambda path, label: (tf.io.read_file(path), path, label),
+        lambda path, label: (read_contents(path), path, label),
         num_parallel_calls=num_parallel_calls,
         deterministic=True,
     )

@@ -11,6 +11,8 @@ by default, whatever the corpus' usual one; `extensions=` restricts them.
 * `read_manifest(path)`: a plain text file, one utterance a line:
   `path speaker [duration]` (whitespace or comma separated, `#` comments,
   paths relative to the manifest's folder unless absolute).
+* `read_shards(folder)`: a corpus packed by tools/make_shards.py
+  (`keras_spk.data.shards`); its paths are shard references.
 
 `read_wsj0_2mix(root, subset)` reads a speech-separation corpus instead: a
 list of `SeparationMixture` (mixture, source files, their speakers), so it
@@ -28,6 +30,7 @@ import os
 import numpy as np
 
 from keras_spk.data.formats import SUPPORTED_EXTENSIONS
+from keras_spk.data.shards import read_shards
 from keras_spk.utils.files import atomic_write_json
 
 _SPEAKER_MAP_FORMAT = "keras_spk.speaker_map/1"
@@ -438,11 +441,13 @@ READERS = {
     "voxceleb": read_voxceleb,
     "librispeech": read_librispeech,
     "manifest": read_manifest,
+    "shards": read_shards,
 }
 
 
 def read_dataset(layout, location, **kwargs):
-    """Reads a corpus by layout name: one of `READERS` ("voxceleb", "librispeech", "manifest")."""
+    """Reads a corpus by layout name: one of `READERS` ("voxceleb", "librispeech", "manifest",
+    "shards": a folder of `keras_spk.data.shards`)."""
     if layout not in READERS:
         raise ValueError(f"Unknown data layout {layout!r}. Valid layouts: {sorted(READERS)}.")
     return READERS[layout](location, **kwargs)

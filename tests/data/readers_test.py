@@ -177,7 +177,7 @@ def test_read_dataset_unknown_layout_lists_valid_ones(vox_root):
     assert "'timit'" in message
     for layout in ("librispeech", "manifest", "voxceleb"):
         assert layout in message
-    assert sorted(READERS) == ["librispeech", "manifest", "voxceleb"]
+    assert sorted(READERS) == ["librispeech", "manifest", "shards", "voxceleb"]
 
 
 # === Manifests ===
