@@ -28,7 +28,13 @@ What the paper leaves open, and what is chosen here:
 - Front-end: 64 log-mel bands, 25 ms frames; the step is not given, 10 ms
   is used (300 frames for 3 s, as section 4.2 says); the sliding mean
   normalisation window of "up to 3 s" is 300 frames (`LogMelFilterbank`'s
-  Kaldi-style sliding CMN). No pre-emphasis, VAD or augmentation.
+  Kaldi-style sliding CMN). No pre-emphasis or VAD.
+- SpecAugment (`spec_augment`; not in the paper, off unless a config's
+  `data.augment.spec_augment` masks something): a `SpecAugment` layer
+  named "spec_augment" right after the front-end, i.e. after its sliding
+  mean normalisation, so a masked cell holds 0, the window's mean. It masks
+  in training only and has no weights: the embedder computes the same
+  embeddings at inference, from the same parameters, as without it.
 - ResNet-34 (`keras_spk.models.ResNetBackbone` with its defaults): bias-free
   convolutions, each followed by BN (PyTorch's eps 1e-5 and momentum 0.1)
   and ReLU, 1x1 projection shortcuts where a stage changes stride or width,
@@ -110,6 +116,7 @@ from keras_spk.layers import MultiScaleAggregation
 from keras_spk.layers import RingLoss
 from keras_spk.layers import SelfAttentivePooling
 from keras_spk.layers import SoftmaxHead
+from keras_spk.layers import SpecAugment
 from keras_spk.models import ResNetBackbone
 from keras_spk.utils import _checks
 
@@ -181,6 +188,18 @@ def default_levels(aggregation, pooling):
 
 def _regularizer(l2):
     return keras.regularizers.L2(l2) if l2 > 0 else None
+
+
+def _spec_augment(settings):
+    """The `SpecAugment` layer of `settings` (a dict of its arguments), or None for None."""
+    if settings is None:
+        return None
+    if not isinstance(settings, dict) or "name" in settings:
+        raise ValueError(
+            "`spec_augment` must be None or a dict of SpecAugment arguments (freq_masks, "
+            f"freq_width, time_masks, time_width, seed). Received: spec_augment={settings!r}"
+        )
+    return SpecAugment(name="spec_augment", **settings)
 
 
 def _check_levels(levels, available):
@@ -268,6 +287,7 @@ def build_fpm_model(
     mean_normalization_window=300,
     backbone_config=None,
     embedding_batch_norm=False,
+    spec_augment=None,
 ):
     """A system of Tables 2-4: log-mel, ResNet-34, optional FPM, aggregation, output layer.
 
@@ -311,6 +331,12 @@ def build_fpm_model(
             the embedder, after the final FC layer). Not in the paper; see
             the module docstring for why the recipe's configs switch it on.
             Defaults to `False` (the paper's structure).
+        spec_augment: `None` or a dict of `keras_spk.layers.SpecAugment`
+            arguments (`freq_masks`, `freq_width`, `time_masks`,
+            `time_width`, `seed`): frequency and time masking of the
+            mean-normalised log-mel features, in training only (layer
+            "spec_augment", no weights). Not in the paper. Defaults to
+            `None` (none).
 
     Returns:
         `(trainer, embedder)`: the trainer maps `[waveform, labels]`
@@ -390,6 +416,7 @@ def build_fpm_model(
         mean_normalization_window=mean_normalization_window,
         name="log_mel",
     )
+    augment = _spec_augment(spec_augment)
     backbone = ResNetBackbone(
         feature_shape=(None, num_mel_bins, 1),
         kernel_regularizer=_regularizer(l2),
@@ -436,6 +463,8 @@ def build_fpm_model(
     waveform = keras.Input((None,), name="waveform")
     labels = keras.Input((), dtype="int32", name="labels")
     features = frontend(waveform)
+    if augment is not None:
+        features = augment(features)
     features = keras.layers.Reshape((-1, num_mel_bins, 1), name="add_channel_axis")(features)
     maps = backbone(features)
     maps = {keys[number]: maps[keys[number]] for number in levels}

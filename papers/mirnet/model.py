@@ -38,6 +38,19 @@ What the paper leaves open, and what is chosen here:
 - Front-end: log of the magnitude (`log(|X| + 1e-6)`), 32-ms Hamming frames
   (the window is not given) every 10 ms, FFT 512: 257 bins; no
   normalisation, no centre padding, so a 3-s segment gives 297 frames.
+- SpecAugment (`spec_augment`; not in the paper, off unless a config's
+  `data.augment.spec_augment` masks something): a `SpecAugment` layer
+  named "spec_augment" on the log spectrum S, right after the front-end
+  (after its normalisation): with `normalization="mean_variance"` a masked
+  cell holds 0, the bin's mean over the mixture; with the paper's
+  `normalization=None` it holds log|X| = 0 (|X| = 1), not the mean, so
+  masking is best paired with `"mean_variance"`. It masks in training only
+  and has no weights: the embedder computes the same identities at
+  inference, from the same parameters, as without it. The separators'
+  STFT magnitudes are never masked, and the separator conditioned on a
+  frozen MIRNet (`build_separator("mirnet")`) reads the identities through
+  a view of the embedder without the layer: a frozen model inside a
+  trainer is still called in training mode.
 - Encoder activations: Table 1 gives "Leaky ReLU (alpha = 0.2)" in a single
   cell, read as covering all six convolutions, conv6 included (so V_1 is
   the output of a leaky ReLU).
@@ -85,6 +98,7 @@ from keras_spk.layers import ChannelExchange
 from keras_spk.layers import LogSpectrogram
 from keras_spk.layers import LossHead
 from keras_spk.layers import MatchLength
+from keras_spk.layers import SpecAugment
 from keras_spk.layers import SpectralAttention
 from keras_spk.layers import SplitViews
 from keras_spk.losses import PermutationInvariantLoss
@@ -131,6 +145,29 @@ def _resnet(filters, blocks, name):
     )
 
 
+def _spec_augment(settings):
+    """The `SpecAugment` layer of `settings` (a dict of its arguments), or None for None."""
+    if settings is None:
+        return None
+    if not isinstance(settings, dict) or "name" in settings:
+        raise ValueError(
+            "`spec_augment` must be None or a dict of SpecAugment arguments (freq_masks, "
+            f"freq_width, time_masks, time_width, seed). Received: spec_augment={settings!r}"
+        )
+    return SpecAugment(name="spec_augment", **settings)
+
+
+def _without_spec_augment(embedder):
+    """`embedder` on the same layers (same weights) with its `SpecAugment` layers skipped."""
+    if not any(isinstance(layer, SpecAugment) for layer in embedder.layers):
+        return embedder
+
+    def call(layer, *args, **kwargs):
+        return args[0] if isinstance(layer, SpecAugment) else layer(*args, **kwargs)
+
+    return keras.models.clone_model(embedder, clone_function=lambda layer: layer, call_function=call)
+
+
 def _check_int_list(name, value, length=None):
     if (
         isinstance(value, (str, bytes))
@@ -158,6 +195,7 @@ def build_mirnet(
     sample_rate=16000,
     normalization=None,
     encoder_batch_norm=False,
+    spec_augment=None,
 ):
     """MIRNet of section 3 and Table 1: the embedder and its PIT trainer.
 
@@ -188,6 +226,12 @@ def build_mirnet(
             convolution, before its leaky ReLU (Table 1 has none; it speeds
             up training of the un-normalised encoder on log magnitudes).
             Defaults to `False`.
+        spec_augment: `None` or a dict of `keras_spk.layers.SpecAugment`
+            arguments (`freq_masks`, `freq_width`, `time_masks`,
+            `time_width`, `seed`): frequency and time masking of the log
+            spectrum before the encoder, in training only (layer
+            "spec_augment", no weights; see the module docstring for what
+            a masked cell holds). Not in the paper. Defaults to `None`.
 
     Returns:
         `(trainer, embedder)`, sharing their layers. The embedder maps
@@ -227,6 +271,7 @@ def build_mirnet(
 
     # === Layers ===
     frontend = _front_end(sample_rate, "log_spectrogram", normalization)
+    augment = _spec_augment(spec_augment)
     channels = encoder_filters + [num_identities * NUM_BINS]
     encoder = []
     for index, (filters, kernel) in enumerate(zip(channels, encoder_kernels)):
@@ -264,6 +309,8 @@ def build_mirnet(
     mixture = keras.Input((None,), name="mixture")
     labels = keras.Input((num_identities,), dtype="int32", name="labels")
     x = frontend(mixture)
+    if augment is not None:
+        x = augment(x)
     for layer in encoder:
         x = layer(x)
     # The K views go through the ResNet as one batch of K x B images, so its
@@ -414,7 +461,9 @@ def build_separator(
         masks = build_upit(num_sources=num_sources, fc_units=2 * fc_units, **sizes)(magnitude)
     else:
         if condition == "mirnet":
-            embeddings = identities(mixture)
+            # A frozen model inside a trainer is called in training mode, where
+            # SpecAugment would mask the mixture MIRNet reads.
+            embeddings = _without_spec_augment(identities)(mixture)
             conditions = [embeddings[:, k] for k in range(num_sources)]
         else:
             conditions = [enrolment_embedder(enrolment[:, k]) for k in range(num_sources)]

@@ -26,6 +26,13 @@ code, `GreatJiweix/DmmlTiSV`, where it agrees with the text):
   normalised per utterance and per frequency bin to zero mean and unit
   variance over its frames; a 3-s crop is 48,160 samples = 300 frames of
   320 samples every 160 (no centring).
+- SpecAugment (`spec_augment`; not in the paper, off unless a config's
+  `data.augment.spec_augment` masks something): a `SpecAugment` layer
+  named "spec_augment" right after the front-end, i.e. after its
+  normalisation, so a masked cell holds 0, the bin's mean over the
+  utterance; the three channels are copies of the masked spectrogram. It
+  masks in training only and has no weights: the embedder computes the
+  same embeddings at inference, from the same parameters, as without it.
 - Attention ("SE block", Fig. 3): `ResidualAttention` with a squeeze of 16
   channels (the code's `SELayer(C, reduction=16)`, an absolute width) and
   eq. 6's ReLU (the code gates with PReLU).
@@ -65,6 +72,7 @@ import numpy as np
 from keras_spk.layers import LogSpectrogram
 from keras_spk.layers import LossHead
 from keras_spk.layers import SoftmaxHead
+from keras_spk.layers import SpecAugment
 from keras_spk.losses import AngularLoss
 from keras_spk.losses import NPairLoss
 from keras_spk.losses import TripletLoss
@@ -100,6 +108,18 @@ TRIPLET_MININGS = ("batch_hard", "semi_hard")
 _BN = {"epsilon": 1e-5, "momentum": 0.9}  # PyTorch's BatchNorm defaults
 
 
+def _spec_augment(settings):
+    """The `SpecAugment` layer of `settings` (a dict of its arguments), or None for None."""
+    if settings is None:
+        return None
+    if not isinstance(settings, dict) or "name" in settings:
+        raise ValueError(
+            "`spec_augment` must be None or a dict of SpecAugment arguments (freq_masks, "
+            f"freq_width, time_masks, time_width, seed). Received: spec_augment={settings!r}"
+        )
+    return SpecAugment(name="spec_augment", **settings)
+
+
 def build_embedder(
     sample_rate=16000,
     embedding_dim=1024,
@@ -108,6 +128,7 @@ def build_embedder(
     attention_units=16,
     final_block_prelu=True,
     backbone_config=None,
+    spec_augment=None,
     name="multi_metric_embedder",
 ):
     """The embedder of sections 3.2 and 4.3: waveform -> 1,024-d embedding.
@@ -122,6 +143,12 @@ def build_embedder(
         final_block_prelu: bool, PReLU in the last block (section 4.3).
         backbone_config: optional dict of `ResNetBackbone` arguments over
             ResNet-50's (`PAPER_BACKBONE`), e.g. narrower stages for a demo.
+        spec_augment: `None` or a dict of `keras_spk.layers.SpecAugment`
+            arguments (`freq_masks`, `freq_width`, `time_masks`,
+            `time_width`, `seed`): frequency and time masking of the
+            normalised log spectrogram, in training only (layer
+            "spec_augment", no weights). Not in the paper. Defaults to
+            `None` (none).
         name: the model's name.
 
     Returns:
@@ -148,6 +175,7 @@ def build_embedder(
             )
     stages = len(config["stackwise_num_filters"])
     bins = FFT_LENGTH // 2 + 1
+    augment = _spec_augment(spec_augment)
 
     waveform = keras.Input((None,), name="waveform")
     x = LogSpectrogram(
@@ -160,6 +188,8 @@ def build_embedder(
         normalization="mean_variance",
         name="log_spectrogram",
     )(waveform)
+    if augment is not None:
+        x = augment(x)
     x = keras.layers.Reshape((-1, bins, 1), name="add_channel_axis")(x)
     x = keras.layers.Concatenate(axis=-1, name="three_channels")([x, x, x])
     backbone = ResNetBackbone(

@@ -105,6 +105,17 @@ def check_data(config, data):
         )
 
 
+def spec_augment_settings(config):
+    """`SpecAugment` arguments of `data.augment.spec_augment`, seeded by `seed`; None if it masks nothing."""
+    from keras_spk.data.augment import spec_augment_from_config
+
+    layer = spec_augment_from_config(config["data"].get("augment"), seed=config.get("seed"))
+    if layer is None:
+        return None
+    settings = layer.get_config()
+    return {key: settings[key] for key in ("freq_masks", "freq_width", "time_masks", "time_width", "seed")}
+
+
 def embedder_settings(config):
     """Keyword arguments of `build_embedder` from the config's `model` section."""
     model = config["model"]
@@ -121,6 +132,7 @@ def embedder_settings(config):
         "attention_units": model["attention_units"],
         "final_block_prelu": model["final_block_prelu"],
         "backbone_config": backbone or None,
+        "spec_augment": spec_augment_settings(config),
     }
 
 

@@ -36,6 +36,12 @@ What the paper leaves open, and what is chosen here:
   windows every 10 ms, mean normalisation over a 300-frame (3-s) sliding
   window; the layout is `(time, frequency, 1)`, so Table 1's `l x 64 x 16`
   is `(l, 64, 16)`.
+- SpecAugment (`spec_augment`; not in the paper, off unless a config's
+  `data.augment.spec_augment` masks something): a `SpecAugment` layer
+  named "spec_augment" right after the log-mel front-end, i.e. after its
+  sliding mean normalisation, so a masked cell holds 0, the window's mean.
+  It masks in training only and has no weights: the embedder computes the
+  same embeddings at inference, from the same parameters, as without it.
 - Block type: the paper cites both post-activation [25] and
   pre-activation [26] ResNets; `ResNetBackbone`'s post-activation basic
   blocks are used (BN after every bias-free convolution, 1x1 projection
@@ -76,6 +82,7 @@ from keras_spk.layers import LogMelFilterbank
 from keras_spk.layers import PreEmphasis
 from keras_spk.layers import SoftmaxHead
 from keras_spk.layers import SpeakerBasis
+from keras_spk.layers import SpecAugment
 from keras_spk.losses import GE2EHead
 from keras_spk.models import ResNetBackbone
 from keras_spk.utils import _checks
@@ -131,6 +138,18 @@ def _regularizer(l2):
     return keras.regularizers.L2(l2) if l2 > 0 else None
 
 
+def _spec_augment(settings):
+    """The `SpecAugment` layer of `settings` (a dict of its arguments), or None for None."""
+    if settings is None:
+        return None
+    if not isinstance(settings, dict) or "name" in settings:
+        raise ValueError(
+            "`spec_augment` must be None or a dict of SpecAugment arguments (freq_masks, "
+            f"freq_width, time_masks, time_width, seed). Received: spec_augment={settings!r}"
+        )
+    return SpecAugment(name="spec_augment", **settings)
+
+
 def _check_network(network, backbone_config):
     _checks.check_choice("network", network, tuple(NETWORKS))
     if backbone_config is not None and not isinstance(backbone_config, dict):
@@ -159,6 +178,7 @@ def build_embedder(
     embedding_activation="leaky_relu",
     l2=0.0,
     backbone_config=None,
+    spec_augment=None,
     name="speaker_basis_embedder",
 ):
     """The embedder of Table 1 (`"vox1"`) or Table 3 (`"vox2"`): waveform -> embedding.
@@ -182,6 +202,12 @@ def build_embedder(
         l2: float >= 0, L2 penalty on every kernel. Defaults to `0`.
         backbone_config: optional dict of `ResNetBackbone` arguments over
             the network's (e.g. narrower stages for a demo).
+        spec_augment: `None` or a dict of `keras_spk.layers.SpecAugment`
+            arguments (`freq_masks`, `freq_width`, `time_masks`,
+            `time_width`, `seed`): frequency and time masking of the
+            mean-normalised log-mel features, in training only (layer
+            "spec_augment", no weights). Not in the paper. Defaults to
+            `None` (none).
         name: the model's name.
 
     Returns:
@@ -198,6 +224,7 @@ def build_embedder(
     embedding_dim = _checks.check_positive_int("embedding_dim", embedding_dim, allow_none=True)
     _checks.check_choice("embedding_activation", embedding_activation, EMBEDDING_ACTIVATIONS)
     l2 = _checks.check_non_negative_real("l2", l2)
+    augment = _spec_augment(spec_augment)
 
     waveform = keras.Input((None,), name="waveform")
     x = waveform
@@ -211,6 +238,8 @@ def build_embedder(
         mean_normalization_window=mean_normalization_window,
         name="log_mel",
     )(x)
+    if augment is not None:
+        x = augment(x)
     x = keras.layers.Reshape((-1, num_mel_bins, 1), name="add_channel_axis")(x)
     backbone = ResNetBackbone(
         feature_shape=(None, num_mel_bins, 1),

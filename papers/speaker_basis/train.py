@@ -119,6 +119,17 @@ def check_data(config, data):
         )
 
 
+def spec_augment_settings(config):
+    """`SpecAugment` arguments of `data.augment.spec_augment`, seeded by `seed`; None if it masks nothing."""
+    from keras_spk.data.augment import spec_augment_from_config
+
+    layer = spec_augment_from_config(config["data"].get("augment"), seed=config.get("seed"))
+    if layer is None:
+        return None
+    settings = layer.get_config()
+    return {key: settings[key] for key in ("freq_masks", "freq_width", "time_masks", "time_width", "seed")}
+
+
 def model_settings(config):
     """Keyword arguments of `build_speaker_basis_model` from the config's `model` and `loss` sections."""
     model, loss = config["model"], config["loss"]
@@ -146,6 +157,7 @@ def model_settings(config):
         "embedding_dim": "auto" if embedding_dim is None else (embedding_dim or None),
         "embedding_activation": model["embedding_activation"],
         "backbone_config": backbone or None,
+        "spec_augment": spec_augment_settings(config),
     }
 
 
