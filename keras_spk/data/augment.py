@@ -961,6 +961,20 @@ def spec_augment_from_config(section, seed=None):
     return SpecAugment(**settings, seed=seed)
 
 
+def spec_augment_settings(config):
+    """The `SpecAugment` arguments of a recipe config's `data.augment.spec_augment`, seeded
+    by its `seed`, for a model builder's `spec_augment` argument; `None` if it masks nothing.
+
+    SpecAugment is a layer of the model, so only the run's `data` section is
+    read (a stage's `data.augment` does not change the model).
+    """
+    layer = spec_augment_from_config(config["data"].get("augment"), seed=config.get("seed"))
+    if layer is None:
+        return None
+    settings = layer.get_config()
+    return {key: settings[key] for key in ("freq_masks", "freq_width", "time_masks", "time_width", "seed")}
+
+
 # === Constraints ===
 def _snr_range(value, config):
     if not isinstance(value, list) or len(value) != 2:

@@ -126,3 +126,22 @@ class SpecAugment(keras.layers.Layer):
             }
         )
         return config
+
+
+def spec_augment_layer(settings, name="spec_augment"):
+    """The `SpecAugment` layer of a model builder's `spec_augment` argument, or None for None.
+
+    Args:
+        settings: `None`, or a dict of `SpecAugment` arguments (`freq_masks`,
+            `freq_width`, `time_masks`, `time_width`, `seed`), as
+            `keras_spk.data.augment.spec_augment_settings` gives them.
+        name: the layer's name.
+    """
+    if settings is None:
+        return None
+    if not isinstance(settings, dict) or "name" in settings:
+        raise ValueError(
+            "`spec_augment` must be None or a dict of SpecAugment arguments (freq_masks, "
+            f"freq_width, time_masks, time_width, seed). Received: spec_augment={settings!r}"
+        )
+    return SpecAugment(name=name, **settings)

@@ -116,7 +116,7 @@ from keras_spk.layers import MultiScaleAggregation
 from keras_spk.layers import RingLoss
 from keras_spk.layers import SelfAttentivePooling
 from keras_spk.layers import SoftmaxHead
-from keras_spk.layers import SpecAugment
+from keras_spk.layers.spec_augment import spec_augment_layer
 from keras_spk.models import ResNetBackbone
 from keras_spk.utils import _checks
 
@@ -188,18 +188,6 @@ def default_levels(aggregation, pooling):
 
 def _regularizer(l2):
     return keras.regularizers.L2(l2) if l2 > 0 else None
-
-
-def _spec_augment(settings):
-    """The `SpecAugment` layer of `settings` (a dict of its arguments), or None for None."""
-    if settings is None:
-        return None
-    if not isinstance(settings, dict) or "name" in settings:
-        raise ValueError(
-            "`spec_augment` must be None or a dict of SpecAugment arguments (freq_masks, "
-            f"freq_width, time_masks, time_width, seed). Received: spec_augment={settings!r}"
-        )
-    return SpecAugment(name="spec_augment", **settings)
 
 
 def _check_levels(levels, available):
@@ -416,7 +404,7 @@ def build_fpm_model(
         mean_normalization_window=mean_normalization_window,
         name="log_mel",
     )
-    augment = _spec_augment(spec_augment)
+    augment = spec_augment_layer(spec_augment)
     backbone = ResNetBackbone(
         feature_shape=(None, num_mel_bins, 1),
         kernel_regularizer=_regularizer(l2),

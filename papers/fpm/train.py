@@ -113,19 +113,10 @@ def config_constraints():
     }
 
 
-def spec_augment_settings(config):
-    """`SpecAugment` arguments of `data.augment.spec_augment`, seeded by `seed`; None if it masks nothing."""
-    from keras_spk.data.augment import spec_augment_from_config
-
-    layer = spec_augment_from_config(config["data"].get("augment"), seed=config.get("seed"))
-    if layer is None:
-        return None
-    settings = layer.get_config()
-    return {key: settings[key] for key in ("freq_masks", "freq_width", "time_masks", "time_width", "seed")}
-
-
 def model_settings(config):
     """Keyword arguments of `build_system` from the config's `model` section (nulls: the system's)."""
+    from keras_spk.data.augment import spec_augment_settings
+
     model = dict(config["model"])
     model.pop("system")
     backbone = {}

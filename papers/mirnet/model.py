@@ -99,6 +99,7 @@ from keras_spk.layers import LogSpectrogram
 from keras_spk.layers import LossHead
 from keras_spk.layers import MatchLength
 from keras_spk.layers import SpecAugment
+from keras_spk.layers.spec_augment import spec_augment_layer
 from keras_spk.layers import SpectralAttention
 from keras_spk.layers import SplitViews
 from keras_spk.losses import PermutationInvariantLoss
@@ -143,18 +144,6 @@ def _resnet(filters, blocks, name):
         feature_shape=(None, NUM_BINS, 1),
         name=name,
     )
-
-
-def _spec_augment(settings):
-    """The `SpecAugment` layer of `settings` (a dict of its arguments), or None for None."""
-    if settings is None:
-        return None
-    if not isinstance(settings, dict) or "name" in settings:
-        raise ValueError(
-            "`spec_augment` must be None or a dict of SpecAugment arguments (freq_masks, "
-            f"freq_width, time_masks, time_width, seed). Received: spec_augment={settings!r}"
-        )
-    return SpecAugment(name="spec_augment", **settings)
 
 
 def _without_spec_augment(embedder):
@@ -271,7 +260,7 @@ def build_mirnet(
 
     # === Layers ===
     frontend = _front_end(sample_rate, "log_spectrogram", normalization)
-    augment = _spec_augment(spec_augment)
+    augment = spec_augment_layer(spec_augment)
     channels = encoder_filters + [num_identities * NUM_BINS]
     encoder = []
     for index, (filters, kernel) in enumerate(zip(channels, encoder_kernels)):

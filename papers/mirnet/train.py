@@ -186,19 +186,10 @@ def check_data(config, data):
                 raise RunError(f"separator.enrolment_model={model_path}: no such file. Give a saved .keras embedder.")
 
 
-def spec_augment_settings(config):
-    """`SpecAugment` arguments of `data.augment.spec_augment`, seeded by `seed`; None if it masks nothing."""
-    from keras_spk.data.augment import spec_augment_from_config
-
-    layer = spec_augment_from_config(config["data"].get("augment"), seed=config.get("seed"))
-    if layer is None:
-        return None
-    settings = layer.get_config()
-    return {key: settings[key] for key in ("freq_masks", "freq_width", "time_masks", "time_width", "seed")}
-
-
 def mirnet_settings(config):
     """Keyword arguments of `build_mirnet` from the config's `model` section."""
+    from keras_spk.data.augment import spec_augment_settings
+
     model = config["model"]
     return {
         "num_identities": model["num_identities"],

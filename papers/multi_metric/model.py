@@ -72,7 +72,7 @@ import numpy as np
 from keras_spk.layers import LogSpectrogram
 from keras_spk.layers import LossHead
 from keras_spk.layers import SoftmaxHead
-from keras_spk.layers import SpecAugment
+from keras_spk.layers.spec_augment import spec_augment_layer
 from keras_spk.losses import AngularLoss
 from keras_spk.losses import NPairLoss
 from keras_spk.losses import TripletLoss
@@ -106,18 +106,6 @@ ANGULAR_FORMS = ("hinge", "npair")
 TRIPLET_MININGS = ("batch_hard", "semi_hard")
 
 _BN = {"epsilon": 1e-5, "momentum": 0.9}  # PyTorch's BatchNorm defaults
-
-
-def _spec_augment(settings):
-    """The `SpecAugment` layer of `settings` (a dict of its arguments), or None for None."""
-    if settings is None:
-        return None
-    if not isinstance(settings, dict) or "name" in settings:
-        raise ValueError(
-            "`spec_augment` must be None or a dict of SpecAugment arguments (freq_masks, "
-            f"freq_width, time_masks, time_width, seed). Received: spec_augment={settings!r}"
-        )
-    return SpecAugment(name="spec_augment", **settings)
 
 
 def build_embedder(
@@ -175,7 +163,7 @@ def build_embedder(
             )
     stages = len(config["stackwise_num_filters"])
     bins = FFT_LENGTH // 2 + 1
-    augment = _spec_augment(spec_augment)
+    augment = spec_augment_layer(spec_augment)
 
     waveform = keras.Input((None,), name="waveform")
     x = LogSpectrogram(

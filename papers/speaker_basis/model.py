@@ -82,7 +82,7 @@ from keras_spk.layers import LogMelFilterbank
 from keras_spk.layers import PreEmphasis
 from keras_spk.layers import SoftmaxHead
 from keras_spk.layers import SpeakerBasis
-from keras_spk.layers import SpecAugment
+from keras_spk.layers.spec_augment import spec_augment_layer
 from keras_spk.losses import GE2EHead
 from keras_spk.models import ResNetBackbone
 from keras_spk.utils import _checks
@@ -136,18 +136,6 @@ EMBEDDING_ACTIVATIONS = ("leaky_relu", "linear")
 
 def _regularizer(l2):
     return keras.regularizers.L2(l2) if l2 > 0 else None
-
-
-def _spec_augment(settings):
-    """The `SpecAugment` layer of `settings` (a dict of its arguments), or None for None."""
-    if settings is None:
-        return None
-    if not isinstance(settings, dict) or "name" in settings:
-        raise ValueError(
-            "`spec_augment` must be None or a dict of SpecAugment arguments (freq_masks, "
-            f"freq_width, time_masks, time_width, seed). Received: spec_augment={settings!r}"
-        )
-    return SpecAugment(name="spec_augment", **settings)
 
 
 def _check_network(network, backbone_config):
@@ -224,7 +212,7 @@ def build_embedder(
     embedding_dim = _checks.check_positive_int("embedding_dim", embedding_dim, allow_none=True)
     _checks.check_choice("embedding_activation", embedding_activation, EMBEDDING_ACTIVATIONS)
     l2 = _checks.check_non_negative_real("l2", l2)
-    augment = _spec_augment(spec_augment)
+    augment = spec_augment_layer(spec_augment)
 
     waveform = keras.Input((None,), name="waveform")
     x = waveform

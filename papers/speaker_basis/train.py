@@ -119,19 +119,10 @@ def check_data(config, data):
         )
 
 
-def spec_augment_settings(config):
-    """`SpecAugment` arguments of `data.augment.spec_augment`, seeded by `seed`; None if it masks nothing."""
-    from keras_spk.data.augment import spec_augment_from_config
-
-    layer = spec_augment_from_config(config["data"].get("augment"), seed=config.get("seed"))
-    if layer is None:
-        return None
-    settings = layer.get_config()
-    return {key: settings[key] for key in ("freq_masks", "freq_width", "time_masks", "time_width", "seed")}
-
-
 def model_settings(config):
     """Keyword arguments of `build_speaker_basis_model` from the config's `model` and `loss` sections."""
+    from keras_spk.data.augment import spec_augment_settings
+
     model, loss = config["model"], config["loss"]
     backbone = {}
     if model["stage_filters"] is not None:

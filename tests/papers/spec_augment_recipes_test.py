@@ -96,12 +96,28 @@ def test_frozen_mirnet_conditions_the_separator_without_masking():
     )
 
 
-@pytest.mark.parametrize("recipe", sorted(EMBEDDERS))
-def test_train_reads_data_augment_spec_augment(recipe):
-    train = importlib.import_module(f"papers.{recipe}.train")
+def test_settings_come_from_data_augment_spec_augment():
+    from keras_spk.data.augment import spec_augment_settings
+
     masks = {"spec_augment": {"freq_masks": 1, "time_masks": 0}}
-    assert train.spec_augment_settings({"data": {"augment": masks}, "seed": 7}) == {
+    assert spec_augment_settings({"data": {"augment": masks}, "seed": 7}) == {
         "freq_masks": 1, "freq_width": 8, "time_masks": 0, "time_width": 10, "seed": 7,
     }
-    assert train.spec_augment_settings({"data": {}, "seed": 7}) is None
-    assert train.spec_augment_settings({"data": {"augment": {"probability": 0.5}}, "seed": 7}) is None
+    assert spec_augment_settings({"data": {}, "seed": 7}) is None
+    assert spec_augment_settings({"data": {"augment": {"probability": 0.5}}, "seed": 7}) is None
+
+
+# Each recipe's function that gives its builder's keyword arguments.
+BUILDER_SETTINGS = {"fpm": "model_settings", "speaker_basis": "model_settings",
+            "multi_metric": "embedder_settings", "mirnet": "mirnet_settings"}
+
+
+@pytest.mark.parametrize("recipe", sorted(EMBEDDERS))
+def test_each_recipe_passes_the_settings_to_its_builder(recipe):
+    from keras_spk.config import load_config
+
+    train = importlib.import_module(f"papers.{recipe}.train")
+    config = load_config(train.DEFAULT_CONFIG, ["--data.augment.spec_augment.time_masks=2"])
+    settings = getattr(train, BUILDER_SETTINGS[recipe])(config)
+    assert settings["spec_augment"]["time_masks"] == 2
+    assert settings["spec_augment"]["seed"] == config["seed"]
