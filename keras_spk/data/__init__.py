@@ -33,6 +33,7 @@ _EXPORTS = {
         "read_wsj0_2mix",
     ),
     "sampler": ("PKSampler",),
+    "shards": ("read_shards", "shard_stream_dataset", "verify_shards", "write_shards"),
     "mixture": ("MixtureSampler", "mixture_dataset", "wsj0_2mix_dataset"),
     "samplers": ("SAMPLERS", "sampler_dataset", "sampler_from_config"),
     "trials": ("Trials", "read_trials", "write_trials"),

@@ -26,6 +26,7 @@ from keras_spk.data.pipeline import _check_lists
 from keras_spk.data.pipeline import _check_start_epoch
 from keras_spk.data.pipeline import _read_and_crop
 from keras_spk.data.pipeline import check_replica
+from keras_spk.data.pipeline import contents_reader
 from keras_spk.data.pipeline import _sampled_stream
 from keras_spk.data.pipeline import _seeds
 from keras_spk.data.pipeline import crop_or_repeat
@@ -373,7 +374,7 @@ def _mixture_dataset(
 
     dataset = _read_and_crop(
         dataset, segment_samples, batch_size * per_mixture, sample_rate, seeds, True,
-        num_parallel_calls, transform=mix, replica=replica,
+        num_parallel_calls, transform=mix, replica=replica, read=contents_reader(paths),
     )
     return dataset, steps
 

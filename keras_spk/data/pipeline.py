@@ -116,6 +116,14 @@ def crop_batch(contents, paths, seed, crop_samples, sample_rate=16000, rows=None
     return tf.reshape(crops, [-1, crop_samples])
 
 
+def contents_reader(paths):
+    """The graph function reading the files of `paths`: `tf.io.read_file`, or `read_contents`
+    when a path is a shard reference (so plain files do not pay for telling them apart)."""
+    from keras_spk.data.shards import SCHEME
+
+    return read_contents if any(p.startswith(SCHEME) for p in paths) else tf.io.read_file
+
+
 def check_replica(replica, batch_size):
     """`None`, or `(index, count)` checked: worker `index` of `count` takes an equal share of each batch."""
     if replica is None:
@@ -151,8 +159,11 @@ def _read_and_crop(
     transform=None,
     augment=None,
     replica=None,
+    read=read_contents,
 ):
     """(path, label) elements -> batches of (crops, labels); `seeds`: one int64 [2] per batch.
+
+    `read` maps a path to the file's bytes (`contents_reader(paths)`).
 
     `augment` (a `keras_spk.data.augment.Augmentation`), when given, maps
     the crops (read `augment.read_samples(crop_samples)` long) and labels
@@ -178,7 +189,7 @@ def _read_and_crop(
         dataset = dataset.map(lambda i, element: element)
         batch_size = share
     dataset = dataset.map(
-        lambda path, label: (read_contents(path), path, label),
+        lambda path, label: (read(path), path, label),
         num_parallel_calls=num_parallel_calls,
         deterministic=True,
     )
@@ -368,7 +379,7 @@ def training_dataset(
         raise ValueError("Data-parallel reading (replica) needs a resumable stream: set start_epoch.")
     return _read_and_crop(
         dataset, crop_samples, batch_size, sample_rate, seeds, drop_remainder, num_parallel_calls,
-        augment=augment, replica=replica,
+        augment=augment, replica=replica, read=contents_reader(paths),
     )
 
 
@@ -439,9 +450,15 @@ def _pk_dataset(
     seeds = _seeds(seed + 1) if start_epoch is None else _batch_seeds(seed, steps, start_epoch)
     if replica is not None and start_epoch is None:
         raise ValueError("Data-parallel reading (replica) needs a resumable stream: set start_epoch.")
+    if replica is not None and sampler.num_speakers % check_replica(replica, sampler.batch_size)[1]:
+        raise ValueError(
+            f"P x K batches split over {replica[1]} data-parallel workers must give each worker "
+            f"whole speakers (K utterances each): make num_speakers (P) a multiple of {replica[1]}. "
+            f"Received: num_speakers={sampler.num_speakers}"
+        )
     dataset = _read_and_crop(
         dataset, crop_samples, sampler.batch_size, sample_rate, seeds, True, num_parallel_calls,
-        augment=augment, replica=replica,
+        augment=augment, replica=replica, read=contents_reader(paths),
     )
     return dataset, steps
 

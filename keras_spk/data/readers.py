@@ -82,8 +82,11 @@ class UtteranceList:
         return speaker_map.encode(self.speakers)
 
     def relative_paths(self):
-        """Paths relative to `root`."""
-        return [os.path.relpath(p, self.root) for p in self.paths]
+        """Paths relative to `root`; a shard reference's name is its utterance key."""
+        return [
+            p.split("#", 1)[1] if p.startswith("shard://") and "#" in p else os.path.relpath(p, self.root)
+            for p in self.paths
+        ]
 
     def select(self, indices):
         """A new list holding only the given positions."""

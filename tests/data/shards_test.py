@@ -62,6 +62,10 @@ def test_shards_hold_the_files_bytes(packed):
     assert [shards.read_record(p) for p in listed.paths] == originals
     # Shard references and plain paths alike, in one graph.
     assert contents_of(listed.paths + files.paths[:3]) == originals + originals[:3]
+    # A listed utterance is named by its key, as the file is by its relative path.
+    assert listed.relative_paths() == [
+        os.path.relpath(p, files.root).replace(os.sep, "/") for p in files.paths
+    ]
     shard, offset, length, crc32, key = shards.parse_shard_reference(listed.paths[7])
     assert key == os.path.relpath(files.paths[7], files.root).replace(os.sep, "/")
     assert os.path.dirname(shard) == str(folder) and length == len(originals[7])
