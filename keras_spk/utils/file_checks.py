@@ -55,6 +55,17 @@ def files_not_found_error(missing, what="file", total=None, root=None, source=No
     return FileNotFoundError(message)
 
 
+# A shard reference (`keras_spk.data.shards`): `shard://<shard file>?offset=...#<key>`.
+_SHARD_SCHEME = "shard://"
+
+
+def _is_file(path):
+    """Whether `path` is a file, or a shard reference whose shard is one."""
+    if path.startswith(_SHARD_SCHEME):
+        return os.path.isfile(path[len(_SHARD_SCHEME):].split("?", 1)[0])
+    return os.path.isfile(path)
+
+
 def check_files_exist(paths, what="audio file", root=None, source=None, fix=None):
     """The paths of `paths` (joined to `root` when given), after checking that every one is a file.
 
@@ -77,8 +88,10 @@ def check_files_exist(paths, what="audio file", root=None, source=None, fix=None
     FileNotFoundError: 1 of 2 audio file(s) not found under /data: b.wav. Check ...
     """
     names = [os.fspath(p) for p in paths]
-    full = names if root is None else [os.path.join(root, name) for name in names]
-    missing = [name for name, path in zip(names, full) if not os.path.isfile(path)]
+    full = names if root is None else [
+        name if name.startswith(_SHARD_SCHEME) else os.path.join(root, name) for name in names
+    ]
+    missing = [name for name, path in zip(names, full) if not _is_file(path)]
     if missing:
         raise files_not_found_error(missing, what=what, total=len(names), root=root, source=source, fix=fix)
     return full

@@ -100,3 +100,18 @@ def test_a_mixed_precision_run_trains_and_gives_float32_embeddings(corpus, tmp_p
     assert embedder.outputs[0].dtype == "float32"
     with np.load(os.path.join(out, "embeddings", "trials.npz")) as f:
         assert f["embeddings"].dtype == np.float32
+
+
+def test_a_recipe_trains_on_shards_exactly_as_on_the_files(corpus, tmp_path):
+    from tools import make_shards
+
+    packed = str(tmp_path / "shards")
+    assert make_shards.main([os.path.join(corpus, "train"), packed, "--shard-size", "5"]) == 0
+    args = data_args(corpus)
+    on_shards = ["--data", packed] + args[2:] + ["--data.layout=shards"]
+    assert args[0] == "--data"
+    files, shards = str(tmp_path / "files"), str(tmp_path / "from_shards")
+    toy_recipe.main(args + ["--stages.metric.epochs=1", "--output", files])
+    toy_recipe.main(on_shards + ["--stages.metric.epochs=1", "--output", shards])
+    for stage in ("softmax", "metric"):
+        assert read_log(shards, stage) == read_log(files, stage)
