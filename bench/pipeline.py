@@ -27,6 +27,7 @@ the pipelines call now.
 
     python bench/pipeline.py [--files 512] [--batches 60] [--batch-size 64] [--rounds 3]
     python bench/pipeline.py --flac [--files 256]
+    python bench/pipeline.py --augment      # augmented crops/s as a ratio of the plain pipeline's
     python bench/pipeline.py --shards [--files 512] [--shard-size 64]
 """
 
@@ -177,6 +178,40 @@ def sampler_figures(paths, labels, crop, batch_size, batches, rounds, seed=0):
     return best, P, K, mixtures
 
 
+def augment_figures(paths, labels, crop, batch_size, batches, rounds, seed=0):
+    """Best-of-`rounds` crops/s of the uniform stream with each kind of augmentation, every
+    crop augmented (the demo's generated MUSAN and RIRS_NOISES sets), against none."""
+    from keras_spk.data import ensure_demo_augmentation
+    from keras_spk.data import training_dataset
+    from keras_spk.data.augment import augmentation_from_config
+
+    sets = ensure_demo_augmentation(tempfile.mkdtemp(prefix="augment-sets-"))
+    roots = {"noise": {"root": os.path.join(sets, "musan")},
+             "reverb": {"root": os.path.join(sets, "rirs")}}
+    kinds = {
+        "none": None,
+        "noise (every crop)": {"probability": 1.0, "noise": {**roots["noise"], "probability": 1.0},
+                               "reverb": {**roots["reverb"], "probability": 0.0}},
+        "reverb (every crop)": {"probability": 1.0, "noise": {**roots["noise"], "probability": 0.0},
+                                "reverb": {**roots["reverb"], "probability": 1.0}},
+        "speed 0.9/1.0/1.1": {"speed": {"speeds": [0.9, 1.0, 1.1]}},
+        "WeSpeaker mix (0.6; reverb or noise; speeds)": {
+            "probability": 0.6, "noise": roots["noise"], "reverb": roots["reverb"],
+            "speed": {"speeds": [0.9, 1.0, 1.1]}},
+    }
+    builders = {}
+    for name, section in kinds.items():
+        augment = None if section is None else augmentation_from_config(
+            section, sample_rate=16000, crop_samples=crop, num_speakers=int(max(labels)) + 1)
+        builders[name] = lambda augment=augment: training_dataset(
+            paths, labels, crop, batch_size, seed=seed, start_epoch=0, augment=augment)
+    best = dict.fromkeys(builders, 0.0)
+    for _ in range(rounds):
+        for name, build in builders.items():
+            best[name] = max(best[name], rate(build(), batches, batch_size))
+    return best
+
+
 def read_rate(paths, read, rounds):
     """Best-of-`rounds` files per second read (not decoded) by `read` in a parallel tf.data map."""
     import tensorflow as tf
@@ -249,6 +284,8 @@ def main():
     parser.add_argument("--flac", action="store_true", help="measure FLAC decoding")
     parser.add_argument("--shards", action="store_true", help="measure sharded corpora")
     parser.add_argument("--shard-size", type=int, default=64, help="utterances per shard (--shards)")
+    parser.add_argument("--augment", action="store_true",
+                        help="measure the augmented pipeline against the plain one")
     args = parser.parse_args()
 
     crop = int(args.seconds * args.sample_rate)
@@ -257,6 +294,16 @@ def main():
         with tempfile.TemporaryDirectory() as folder:
             paths = make_files(folder, args.files, args.sample_rate, flac=True)
             flac_figures(paths, crop, args.batch_size, args.batches)
+        return
+    if args.augment:
+        with tempfile.TemporaryDirectory() as folder:
+            paths = make_files(folder, args.files, args.sample_rate)
+            labels = np.arange(len(paths)) % 32
+            best = augment_figures(paths, labels, crop, args.batch_size, args.batches, args.rounds)
+        print(f"files: {args.files} WAV (16-bit, 4-10 s), crop {args.seconds:g} s, "
+              f"batch {args.batch_size}, best of {args.rounds} rounds")
+        for name, value in best.items():
+            print(f"  {name:46s} {value:8.0f} crops/s  ({value / best['none']:.2f}x none)")
         return
     if args.shards:
         with tempfile.TemporaryDirectory() as folder:
