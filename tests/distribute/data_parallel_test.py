@@ -142,3 +142,27 @@ def test_a_killed_two_process_recipe_run_resumes_exactly(tmp_path):
         assert [r["epoch"] for r in read_log(killed, stage)] == ["0", "1"]
         assert read_log(killed, stage) == read_log(straight, stage)
     assert os.path.exists(os.path.join(killed, "results", "results.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="MirroredStrategy is TensorFlow's")
+def test_a_recipe_trains_under_mirrored_strategy_and_evaluates(tmp_path):
+    from tests.helpers.corpus import data_args
+    from tests.helpers.corpus import make_tiny_corpus
+    from tests.helpers.recipes import read_log
+    from tests.helpers.recipes import read_state
+
+    class Factory:
+        def mktemp(self, name):
+            path = tmp_path / name
+            path.mkdir()
+            return path
+
+    corpus = make_tiny_corpus(Factory(), seed=5)
+    out = str(tmp_path / "mirrored")
+    result = run([os.path.join(HERE, "_toy_mirrored.py"), *data_args(corpus), "--output", out,
+                  "--train.distribution=mirrored", "--train.devices=['/cpu:0', '/cpu:1']"])
+    assert "MirroredStrategy over 2 replica(s)" in result.stdout
+    assert read_state(out)["finished"]
+    assert [r["epoch"] for r in read_log(out, "metric")] == ["0", "1"]
+    assert os.path.exists(os.path.join(out, "results", "results.json"))
