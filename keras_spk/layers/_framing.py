@@ -18,6 +18,7 @@ import numpy as np
 from keras import ops
 
 from keras_spk.utils import _checks
+from keras_spk.utils import _precision
 
 WINDOWS = ("hamming", "hann", "rectangular")
 
@@ -233,7 +234,7 @@ class LogSpectralLayer(keras.layers.Layer):
         mean_normalization_window,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**_precision.float32_policy(kwargs))
         self.frame_length, self.frame_step, self._fft_length = frame_geometry(
             sample_rate, frame_length_ms, frame_step_ms, fft_length
         )

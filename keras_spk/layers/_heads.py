@@ -27,6 +27,7 @@ import keras
 from keras import ops
 
 from keras_spk.utils import _checks
+from keras_spk.utils import _precision
 
 try:  # Shape inference (`compute_output_spec`) runs `call` in this scope.
     from keras.src.backend.common.symbolic_scope import in_symbolic_scope
@@ -261,10 +262,14 @@ class ClassWeightHead(LossTerms, keras.layers.Layer):
     the terms are added up in order, from 0, and each is logged as
     `<layer name>_<term>_loss`.
 
-    Heads compute in float32 whatever the dtype policy (margins on cosines
-    near 1 and the annealed SphereFace blend lose too much in float16);
-    `head_outputs` receives float32 embeddings, reads the weights through
-    `float32_weight`, and the logits are cast back to the compute dtype.
+    Heads compute in float32 whatever the global dtype policy (margins on
+    cosines near 1 and the annealed SphereFace blend lose too much in
+    float16): a head takes the float32 policy unless given a `dtype`, so
+    its weights are float32 and so are its logits under `mixed_float16` or
+    `mixed_bfloat16`. With an explicit mixed `dtype` it still computes in
+    float32: `head_outputs` receives float32 embeddings, reads the weights
+    through `float32_weight`, and the logits are cast back to the compute
+    dtype.
     """
 
     # The terms a head logs; `None`: one term, named after the layer.
@@ -278,7 +283,7 @@ class ClassWeightHead(LossTerms, keras.layers.Layer):
         loss_weight=1.0,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**_precision.float32_policy(kwargs))
         self.num_classes = check_int("num_classes", num_classes, 1)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -309,7 +314,7 @@ class ClassWeightHead(LossTerms, keras.layers.Layer):
 
     @staticmethod
     def float32_weight(variable):
-        # Under a mixed policy the variable reads as float16 inside call().
+        # Under an explicit mixed `dtype` the variable reads as float16 inside call().
         return ops.cast(variable, "float32")
 
     def class_cosines(self, embeddings):

@@ -46,7 +46,8 @@ class AAMSoftmax(_heads.CosineMarginHead):
         kernel_regularizer: optional regularizer for `W` (weight decay).
         loss_weight: non-negative float multiplying `L_AAM` when it is
             added; 0 adds nothing. Defaults to `1.0`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: `[embeddings, labels]` (training) or `embeddings`

@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_spk.layers import _heads
 from keras_spk.utils import _checks
+from keras_spk.utils import _precision
 
 REDUCTIONS = ("sum", "mean")
 
@@ -55,7 +56,8 @@ class CenterLoss(_heads.LossTerms, keras.layers.Layer):
         loss_weight: non-negative float, a further factor on `L_C` (the
             weight every loss layer takes, for objectives assembled from
             several layers); 0 adds nothing. Defaults to `1.0`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: `[embeddings, labels]` (training) or `embeddings`
@@ -98,7 +100,7 @@ class CenterLoss(_heads.LossTerms, keras.layers.Layer):
         loss_weight=1.0,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**_precision.float32_policy(kwargs))
         self.num_classes = _heads.check_int("num_classes", num_classes, 1)
         self.alpha = _heads.check_real("alpha", alpha, minimum=0.0, maximum=1.0)
         self.weight = _heads.check_real("weight", weight, minimum=0.0)

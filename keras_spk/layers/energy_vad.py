@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_spk.layers import _framing
 from keras_spk.utils import _checks
+from keras_spk.utils import _precision
 
 # Frames whose mean-square amplitude is at or below this (-100 dB relative to
 # a full-scale [-1, 1] signal) are never speech. Without an absolute floor an
@@ -56,7 +57,8 @@ class EnergyVAD(keras.layers.Layer):
         max_speech_seconds: positive float or `None` (default). If given,
             each row keeps only its first
             `round(max_speech_seconds * sample_rate)` speech samples.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: float tensor of waveforms, one utterance per row.
@@ -98,7 +100,7 @@ class EnergyVAD(keras.layers.Layer):
         max_speech_seconds=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**_precision.float32_policy(kwargs))
         self.frame_length, self.frame_step, _ = _framing.frame_geometry(
             sample_rate, frame_length_ms, frame_step_ms
         )

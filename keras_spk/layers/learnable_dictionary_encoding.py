@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_spk.layers import _masking
 from keras_spk.utils import _checks
+from keras_spk.utils import _precision
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -52,7 +53,8 @@ class LearnableDictionaryEncoding(keras.layers.Layer):
             Defaults to `"ones"`.
         smoothing_constraint: constraint on the smoothing factors. Defaults
             to `"non_neg"`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: float tensor of frame features.
@@ -95,7 +97,7 @@ class LearnableDictionaryEncoding(keras.layers.Layer):
         smoothing_constraint="non_neg",
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**_precision.float32_policy(kwargs))
         self.num_codewords = _checks.check_positive_int("num_codewords", num_codewords)
         if codeword_initializer is None:
             codeword_initializer = keras.initializers.RandomUniform(-1.0, 1.0)

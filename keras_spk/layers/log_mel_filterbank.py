@@ -144,7 +144,8 @@ class LogMelFilterbank(_framing.LogSpectralLayer):
         mean_normalization_window: int, length in frames of the sliding mean
             window (300 frames = 3 s at a 10 ms step), or `None` / `0` for no
             normalisation. Defaults to `300`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: float tensor of waveforms, one utterance per row.

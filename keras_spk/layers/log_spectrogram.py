@@ -69,7 +69,8 @@ class LogSpectrogram(_framing.LogSpectralLayer):
             per-bin mean and standard-deviation normalisation over the
             input's frames. Cannot be combined with
             `mean_normalization_window`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: float tensor of waveforms, one utterance per row.

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _heads
+from keras_spk.utils import _precision
 
 
 def _resolve_loss(loss):
@@ -83,7 +84,8 @@ class LossHead(_heads.LossTerms, keras.layers.Layer):
             with `keras.saving.register_keras_serializable` for the model to
             be saved), or the name of a Keras loss (`"mse"`).
         weight: finite float >= 0, the term's weight. Defaults to `1.0`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: `[y_pred, y_true]`, where `y_pred` is a tensor or a list of
@@ -108,7 +110,7 @@ class LossHead(_heads.LossTerms, keras.layers.Layer):
     """
 
     def __init__(self, loss, weight=1.0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_precision.float32_policy(kwargs))
         self.loss = _resolve_loss(loss)
         self.weight = _check_weight(weight)
         # A name is kept as given, to be written back by get_config.

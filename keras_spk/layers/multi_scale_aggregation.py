@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _pyramid
+from keras_spk.utils import _precision
 from keras_spk.utils._initializers import fresh_initializer
 
 MODES = ("msea", "msfa")
@@ -74,7 +75,11 @@ def _check_optional_units(name, value):
 
 
 def _l2_normalize(x, epsilon=1e-12):
-    return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), epsilon))
+    # In float32 under a mixed policy: the squared norm of a pooled vector
+    # overflows float16, and the epsilon underflows it.
+    x32 = _precision.at_least_float32(x)
+    norm = ops.sqrt(ops.maximum(ops.sum(ops.square(x32), axis=-1, keepdims=True), epsilon))
+    return ops.cast(x32 / norm, x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")

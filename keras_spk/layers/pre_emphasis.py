@@ -4,6 +4,8 @@ import numbers
 import keras
 from keras import ops
 
+from keras_spk.utils import _precision
+
 
 @keras.saving.register_keras_serializable(package="keras_spk")
 class PreEmphasis(keras.layers.Layer):
@@ -22,7 +24,8 @@ class PreEmphasis(keras.layers.Layer):
     Args:
         coefficient: float in `[0, 1]`, the filter coefficient `a`. 0 is the
             identity. Defaults to `0.97`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: float tensor of waveforms.
@@ -44,7 +47,9 @@ class PreEmphasis(keras.layers.Layer):
     """
 
     def __init__(self, coefficient=0.97, **kwargs):
-        super().__init__(**kwargs)
+        # float32 under a mixed policy too: the difference of two nearly equal
+        # samples loses most of float16's 11 bits.
+        super().__init__(**_precision.float32_policy(kwargs))
         if (
             not isinstance(coefficient, numbers.Real)
             or isinstance(coefficient, bool)

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _heads
+from keras_spk.utils import _precision
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -36,7 +37,8 @@ class RingLoss(_heads.LossTerms, keras.layers.Layer):
         loss_weight: non-negative float, a further factor on `L_R` (the
             weight every loss layer takes); 0 adds nothing.
             Defaults to `1.0`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: `embeddings`, or `[embeddings, labels]` (labels unused).
@@ -67,7 +69,7 @@ class RingLoss(_heads.LossTerms, keras.layers.Layer):
     """
 
     def __init__(self, weight=0.01, initial_radius=1.0, loss_weight=1.0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_precision.float32_policy(kwargs))
         self.weight = _heads.check_real("weight", weight, minimum=0.0)
         self.initial_radius = _heads.check_real("initial_radius", initial_radius)
         self.loss_weight = _heads.check_real("loss_weight", loss_weight, minimum=0.0)

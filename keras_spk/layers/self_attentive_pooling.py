@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_spk.layers import _masking
 from keras_spk.utils import _checks
+from keras_spk.utils import _precision
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -39,7 +40,8 @@ class SelfAttentivePooling(keras.layers.Layer):
         bias_initializer: initializer of `b`. Defaults to `"zeros"`.
         context_initializer: initializer of `mu`. Defaults to
             `"glorot_uniform"`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: float tensor of frame features.
@@ -78,7 +80,7 @@ class SelfAttentivePooling(keras.layers.Layer):
         context_initializer="glorot_uniform",
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**_precision.float32_policy(kwargs))
         self.attention_units = _checks.check_positive_int(
             "attention_units", attention_units, allow_none=True
         )

@@ -77,7 +77,8 @@ class SpeakerBasis(_heads.LinearHead):
         kernel_regularizer: optional regularizer for `W` (weight decay).
         loss_weight: non-negative float multiplying `L` (all three terms)
             when it is added; 0 adds nothing. Defaults to `1.0`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: `[embeddings, labels]` (training) or `embeddings`

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _excitation
+from keras_spk.utils import _precision
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -79,10 +80,12 @@ class SqueezeExcitation(_excitation.BottleneckGate):
             # Broadcast to (B, T, ..., 1) so that a (B, T) mask counts every
             # frequency bin of a 2-D map.
             weights = weights * ops.ones_like(inputs[..., :1])
-            total = ops.sum(inputs * weights, axis=pool_axes)
-            count = ops.sum(weights, axis=pool_axes)
+            # Summed in float32 under a mixed policy: float16 sums over many
+            # positions overflow, bfloat16 counts are exact only up to 256.
+            total = ops.sum(_precision.at_least_float32(inputs * weights), axis=pool_axes)
+            count = ops.sum(_precision.at_least_float32(weights), axis=pool_axes)
             # An all-padding row gives z = 0 rather than 0 / 0.
-            squeezed = total / ops.maximum(count, 1.0)
+            squeezed = ops.cast(total / ops.maximum(count, 1.0), inputs.dtype)
         gate = self.gate(squeezed)
         gate = ops.reshape(gate, (-1,) + (1,) * len(pool_axes) + (gate.shape[-1],))
         return inputs * gate

@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_spk.layers import _masking
 from keras_spk.utils import _checks
+from keras_spk.utils import _precision
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -32,7 +33,8 @@ class StatisticsPooling(keras.layers.Layer):
 
     Args:
         eps: positive float, floor on the variance. Defaults to `1e-5`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: float tensor of frame features.
@@ -61,7 +63,7 @@ class StatisticsPooling(keras.layers.Layer):
     """
 
     def __init__(self, eps=1e-5, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_precision.float32_policy(kwargs))
         self.eps = float(_checks.check_positive_real("eps", eps))
 
     def build(self, input_shape):

@@ -14,6 +14,7 @@ from keras import ops
 
 from keras_spk.layers import _framing
 from keras_spk.utils import _checks
+from keras_spk.utils import _precision
 
 WINDOWS = ("hann", "hamming")
 # Output samples whose summed squared synthesis windows fall below this are
@@ -57,7 +58,7 @@ class _SpectralFrames(keras.layers.Layer):
         center,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**_precision.float32_policy(kwargs))
         self.frame_length, self.frame_step, self._fft_length = _framing.frame_geometry(
             sample_rate, frame_length_ms, frame_step_ms, fft_length
         )
@@ -127,7 +128,8 @@ class STFT(_SpectralFrames):
         center: bool, reflect-pad so frames are centred on multiples of
             the hop (default `True`); `False` starts the first frame at
             sample 0 and keeps only complete frames.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: float tensor of waveforms `[batch, samples]`. With
@@ -245,7 +247,8 @@ class InverseSTFT(_SpectralFrames):
     Args:
         frame_length_ms, frame_step_ms, fft_length, window, sample_rate,
         center: as for `STFT`, and must match the analysis.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: a list `[magnitude, phase]` of float tensors

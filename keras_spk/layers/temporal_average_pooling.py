@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_spk.layers import _masking
+from keras_spk.utils import _precision
 
 
 @keras.saving.register_keras_serializable(package="keras_spk")
@@ -20,7 +21,8 @@ class TemporalAveragePooling(keras.layers.Layer):
     would alone. A row with no valid frame pools to zeros.
 
     Args:
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: float tensor of frame features.
@@ -51,7 +53,7 @@ class TemporalAveragePooling(keras.layers.Layer):
     """
 
     def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_precision.float32_policy(kwargs))
 
     def build(self, input_shape):
         _masking.check_frames_shape(self, input_shape)

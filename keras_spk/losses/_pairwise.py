@@ -10,6 +10,8 @@ belong together is read from the labels.
 
 from keras import ops
 
+from keras_spk.utils import _precision
+
 # Rows are compared to at most this many other rows through masked min/max;
 # a finite stand-in for infinity keeps `where` gradients free of inf * 0.
 BIG = 1e9
@@ -105,7 +107,12 @@ def masked_min(values, mask, axis=-1):
 
 
 def check_embeddings(embeddings, what):
-    """Checks that `embeddings` is one `[batch, dim]` tensor; returns it as a tensor."""
+    """Checks that `embeddings` is one `[batch, dim]` tensor; returns it as a tensor.
+
+    Half-precision embeddings (a mixed-precision model's) come back as
+    float32: the distances, the `BIG` fill of the masked min/max and the
+    log-sum-exps are computed in float32.
+    """
     if isinstance(embeddings, (dict, list, tuple)):
         raise ValueError(
             f"{what} expects the embeddings (`y_pred`) to be one tensor of shape "
@@ -117,4 +124,4 @@ def check_embeddings(embeddings, what):
             f"{what} expects embeddings of shape (batch, dim). "
             f"Received: embeddings.shape={tuple(embeddings.shape)}"
         )
-    return embeddings
+    return _precision.at_least_float32(embeddings)

@@ -4,6 +4,7 @@ from keras import ops
 from keras_spk.layers import _heads
 from keras_spk.losses import _pairwise
 from keras_spk.utils import _checks
+from keras_spk.utils import _precision
 
 VARIANTS = ("softmax", "sigmoid")
 # w is clamped here inside the scores: Wan et al. require w > 0.
@@ -209,7 +210,8 @@ class GE2EHead(_heads.LossTerms, keras.layers.Layer):
         variant: `"softmax"` or `"sigmoid"`. Defaults to `"softmax"`.
         loss_weight: non-negative float multiplying the added loss; 0 adds
             nothing. Defaults to `1.0`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`
+            (`"float32"` when none is given, whatever the global policy).
 
     Call arguments:
         inputs: list `[embeddings, labels]`.
@@ -236,7 +238,7 @@ class GE2EHead(_heads.LossTerms, keras.layers.Layer):
     """
 
     def __init__(self, init_w=10.0, init_b=-5.0, variant="softmax", loss_weight=1.0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_precision.float32_policy(kwargs))
         self.init_w = _check_positive("init_w", init_w)
         self.init_b = _checks.check_finite_real("init_b", init_b)
         self.variant = _check_variant(variant)

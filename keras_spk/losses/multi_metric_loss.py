@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_spk.losses import _pairwise
 from keras_spk.utils import _checks
+from keras_spk.utils import _precision
 from keras_spk.losses.angular_loss import _check_alpha
 from keras_spk.losses.angular_loss import _check_form
 from keras_spk.losses.angular_loss import angular_loss
@@ -102,6 +103,7 @@ def multi_metric_loss(
             labels, embeddings, alpha_degrees=alpha_degrees, form=angular_form
         )
     if "softmax" in active:
+        logits = _precision.at_least_float32(logits)
         term = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         total = total + active["softmax"] * ops.cast(term, total.dtype)
     return total

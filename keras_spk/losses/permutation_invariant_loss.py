@@ -5,6 +5,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_spk.utils import _precision
+
 # K! permutations are enumerated: 8! = 40320 is the most that stays cheap.
 MAX_SPEAKERS = 8
 
@@ -77,7 +79,8 @@ def pairwise_speaker_losses(y_true, y_pred, per_speaker_loss=None):
         float tensor `[batch, K, K]`.
     """
     y_true = ops.convert_to_tensor(y_true)
-    y_pred = ops.convert_to_tensor(y_pred)
+    # float32 also for a mixed-precision model's half-precision estimates.
+    y_pred = _precision.at_least_float32(y_pred)
     num = _num_speakers(y_true, y_pred)
     loss_fn = _resolve_loss(per_speaker_loss)
     # Label i is repeated along the estimate axis j and vice versa.
