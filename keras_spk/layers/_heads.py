@@ -22,6 +22,8 @@ Private module used by `SoftmaxHead`, `AMSoftmax`, `ASoftmax`, `AAMSoftmax`,
 
 import math
 import numbers
+import threading
+import weakref
 
 import keras
 from keras import ops
@@ -172,6 +174,9 @@ def loss_metric_name(layer_name, term=None):
     return name if name.endswith("_loss") else f"{name}_loss"
 
 
+_PENDING = threading.local()
+
+
 class LossTerms:
     """Mix-in of the layers that add losses: weighting and per-term logging.
 
@@ -196,6 +201,23 @@ class LossTerms:
     nested inside a sub-model is not collected by the outer model's
     `metrics` (Keras skips the metrics of nested models).
     """
+
+    # Pending losses per thread. `tf.distribute.MirroredStrategy` runs one thread per
+    # replica over the same layer objects, and a cross-replica step inside a forward pass
+    # (e.g. `CenterLoss`'s all-reduce, a batch-norm update) lets another replica run its
+    # forward pass meanwhile: with Keras's single list per layer, that replica would clear
+    # this one's pending losses and add its own to them.
+    @property
+    def _losses(self):
+        table = getattr(_PENDING, "losses", None)
+        if table is None:
+            table = _PENDING.losses = weakref.WeakKeyDictionary()
+        return table.setdefault(self, [])
+
+    @_losses.setter
+    def _losses(self, value):
+        pending = self._losses
+        pending[:] = list(value)
 
     def track_loss_terms(self, *terms):
         if not terms:

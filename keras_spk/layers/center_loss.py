@@ -1,6 +1,8 @@
 import keras
 from keras import ops
 
+from keras_spk.distribute.replicas import cross_replica_sum
+from keras_spk.distribute.replicas import num_replicas
 from keras_spk.layers import _heads
 from keras_spk.utils import _checks
 from keras_spk.utils import _precision
@@ -39,6 +41,13 @@ class CenterLoss(_heads.LossTerms, keras.layers.Layer):
     center loss weighs like a per-utterance weight of 0.1 next to a
     batch-averaged cross-entropy. `"mean"` divides by the batch size
     (Wen et al.'s Caffe layer).
+
+    In data-parallel training (`tf.distribute`, or `torchrun` under
+    PyTorch; see `keras_spk.distribute`) the centre update sums its counts
+    and sums across the replicas, so every replica applies the update of
+    the whole global batch, and the `"sum"` loss is scaled by the number
+    of replicas, so the averaged gradients are those of the whole batch's
+    sum: training matches one device on the global batch.
 
     A model compiled with `loss=None` trains on the added loss together
     with a head's (e.g. `SoftmaxHead` or `SpeakerBasis`). The term as added
@@ -116,6 +125,8 @@ class CenterLoss(_heads.LossTerms, keras.layers.Layer):
             initializer=self.centers_initializer,
             trainable=False,
             name="centers",
+            # Every replica assigns the same value (the update is summed across replicas).
+            aggregation="mean",
         )
 
     def call(self, inputs, training=None):
@@ -126,11 +137,17 @@ class CenterLoss(_heads.LossTerms, keras.layers.Layer):
         centers = ops.cast(self.centers, "float32")
         targets = _heads.one_hot(labels, self.num_classes)
         squared = ops.sum(ops.square(x - ops.matmul(targets, centers)), axis=-1)
-        loss = 0.5 * (ops.sum(squared) if self.reduction == "sum" else ops.mean(squared))
+        if self.reduction == "sum":
+            # Data-parallel training averages the replicas' gradients: a replica's sum over
+            # its share of the batch, times the replicas, averages to the whole batch's sum.
+            loss = 0.5 * ops.sum(squared) * float(num_replicas())
+        else:
+            loss = 0.5 * ops.mean(squared)
         self.add_weighted_loss(self.weight * loss, x, self.loss_weight)
         if training:
-            counts = ops.expand_dims(ops.sum(targets, axis=0), -1)
-            sums = ops.matmul(ops.transpose(targets), ops.stop_gradient(x))
+            # Summed over the data-parallel replicas: each updates with the whole batch.
+            counts = cross_replica_sum(ops.expand_dims(ops.sum(targets, axis=0), -1))
+            sums = cross_replica_sum(ops.matmul(ops.transpose(targets), ops.stop_gradient(x)))
             delta = (counts * centers - sums) / (1.0 + counts)
             self.centers.assign(
                 ops.cast(ops.stop_gradient(centers - self.alpha * delta), self.centers.dtype)
