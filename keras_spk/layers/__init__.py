@@ -9,11 +9,14 @@ from keras_spk.layers.a_softmax import angular_margin_psi
 from keras_spk.layers.aam_softmax import AAMSoftmax
 from keras_spk.layers.am_softmax import AMSoftmax
 from keras_spk.layers.attentive_statistics_pooling import AttentiveStatisticsPooling
+from keras_spk.layers.batch_normalization import BatchNormalization
 from keras_spk.layers.center_loss import CenterLoss
 from keras_spk.layers.channel_exchange import ChannelExchange
 from keras_spk.layers.channel_exchange import SplitViews
+from keras_spk.layers.conv1d import Conv1D
 from keras_spk.layers.energy_vad import EnergyVAD
 from keras_spk.layers.feature_pyramid import FeaturePyramid
+from keras_spk.layers.gru import GRU
 from keras_spk.layers.learnable_dictionary_encoding import LearnableDictionaryEncoding
 from keras_spk.layers.log_mel_filterbank import LogMelFilterbank
 from keras_spk.layers.log_mel_filterbank import mel_filterbank_matrix
@@ -67,6 +70,10 @@ LAYERS = {
     "channel_exchange": ChannelExchange,
     "split_views": SplitViews,
     "spectral_attention": SpectralAttention,
+    # Keras's layers with the same weights and configs, computed in fewer passes
+    "batch_normalization": BatchNormalization,
+    "conv1d": Conv1D,
+    "gru": GRU,
     # Heads
     "softmax": SoftmaxHead,
     "softmax_head": SoftmaxHead,

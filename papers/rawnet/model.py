@@ -45,10 +45,18 @@ it is used):
   setting keeps Keras off cuDNN (which needs sigmoid gates and
   `reset_after=True`), and the ONNX export of `keras_spk.export` handles
   only the default GRU with a dynamic time axis. With `recurrent_dropout > 0`
-  (the paper's 0.3) Keras cannot use cuDNN and runs the generic RNN loop,
-  also at inference; build with `recurrent_dropout=0.0` and load the same
-  weights for fast embedding extraction (the outputs are identical, since
-  dropout is inactive at inference).
+  (the paper's 0.3) Keras cannot use cuDNN and runs its per-gate RNN loop,
+  also at inference; `keras_spk.layers.GRU` (Keras's GRU, same weights and
+  dropout masks) then projects the inputs of all steps at once and runs a
+  lighter loop. Build with `recurrent_dropout=0.0` and load the same
+  weights to extract embeddings with cuDNN or export them to ONNX (the
+  outputs are identical, since dropout is inactive at inference).
+- Layers: the strided convolution, the batch normalizations and the GRU
+  are `keras_spk.layers.Conv1D`, `BatchNormalization` and `GRU`, Keras's
+  layers with the same configs and weights computed in fewer passes over
+  the data (and `RawNetBlock` folds its convolutions' biases into its
+  normalizations); `bench/rawnet.py` measures them against the same
+  network in plain PyTorch and plain TensorFlow.
 - Output layer and speaker basis loss: the output layer has no bias and its
   columns are the speaker bases (`SpeakerBasis`). Eq. 2 sums cosines over
   all pairs of the 1,211 bases; the authors' code computes instead
@@ -79,7 +87,10 @@ it is used):
 import keras
 
 from keras_spk.activations import hard_sigmoid_keras2
+from keras_spk.layers import BatchNormalization
 from keras_spk.layers import CenterLoss
+from keras_spk.layers import Conv1D
+from keras_spk.layers import GRU
 from keras_spk.layers import PreEmphasis
 from keras_spk.layers import RawNetBlock
 from keras_spk.layers import SpeakerBasis
@@ -135,7 +146,7 @@ def _speaker_basis(num_speakers, basis_weight, basis_reduction, l2, kernel_initi
 
 def apply_strided_conv(x, filters, kernel_size, leaky_relu_slope, l2, kernel_initializer):
     """Table 1's first row: Conv(k, k, filters) ("valid") + BN + LeakyReLU."""
-    x = keras.layers.Conv1D(
+    x = Conv1D(
         filters,
         kernel_size,
         strides=kernel_size,
@@ -144,7 +155,7 @@ def apply_strided_conv(x, filters, kernel_size, leaky_relu_slope, l2, kernel_ini
         kernel_regularizer=_regularizer(l2),
         name="strided_conv",
     )(x)
-    x = keras.layers.BatchNormalization(name="strided_conv_bn")(x)
+    x = BatchNormalization(name="strided_conv_bn")(x)
     return keras.layers.LeakyReLU(negative_slope=leaky_relu_slope, name="strided_conv_act")(x)
 
 
@@ -411,7 +422,7 @@ def build_rawnet(
         l2=l2,
         kernel_initializer=kernel_initializer,
     )
-    gru = keras.layers.GRU(
+    gru = GRU(
         gru_units,
         recurrent_activation=gate_activation,
         reset_after=gru_reset_after,
@@ -426,7 +437,7 @@ def build_rawnet(
         kernel_regularizer=_regularizer(l2),
         name="embedding_dense",
     )
-    dense_bn = keras.layers.BatchNormalization(name="embedding_bn")
+    dense_bn = BatchNormalization(name="embedding_bn")
     dense_act = keras.layers.LeakyReLU(negative_slope=leaky_relu_slope, name="embedding")
     center_loss = (
         _center_loss(num_speakers, center_loss_weight, center_loss_alpha)

@@ -253,3 +253,72 @@ BACKEND_CASES = {
     "rawnet block projection shortcut": _case_projection,
     "rawnet block batch statistics": _case_training,
 }
+
+
+def _sublayer_composition(layer, x, training):
+    """The block as its sub-layers' own calls: Keras Conv1D (bias added), BatchNormalization."""
+    ops = keras.ops
+    x = ops.convert_to_tensor(x)
+    h = ops.leaky_relu(layer.bn1(layer.conv1(x), training=training), layer.negative_slope)
+    h = layer.bn2(layer.conv2(h), training=training)
+    s = x
+    if layer.has_projection:
+        s = layer.shortcut_bn(layer.shortcut_conv(x), training=training)
+    return ops.max_pool(ops.leaky_relu(h + s, layer.negative_slope), 3, 3)
+
+
+def _gradients(function, layer, x):
+    if keras.backend.backend() == "torch":
+        for v in layer.trainable_variables:
+            v.value.grad = None
+        (function() ** 2).sum().backward()
+        return {v.path: _to_numpy(v.value.grad) for v in layer.trainable_variables}
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(function() ** 2)
+    grads = tape.gradient(loss, layer.trainable_variables)
+    return {v.path: _to_numpy(g) for v, g in zip(layer.trainable_variables, grads)}
+
+
+@pytest.mark.parametrize("channels, filters", [(4, 4), (3, 5)])
+@pytest.mark.parametrize("training", [True, False])
+def test_gradients_match_the_sub_layers_calls(channels, filters, training):
+    """Folding the convolution biases into the normalizations changes no gradient but theirs:
+
+    with batch statistics a bias before batch normalization cancels, so its
+    gradient is exactly 0 (Keras's layers give rounding noise); at
+    inference it is the same as Keras's.
+    """
+    rng = np.random.default_rng(40)
+    x = rng.normal(size=(3, 27, channels)).astype("float32")
+    layer = RawNetBlock(filters)
+    layer.build(x.shape)
+    _set_random_weights(layer, rng)
+    weights = layer.get_weights()
+    expected = _gradients(lambda: _sublayer_composition(layer, x, training), layer, x)
+    layer.set_weights(weights)  # the same moving statistics before each call
+    got = _gradients(lambda: layer(x, training=training), layer, x)
+    for path, value in expected.items():
+        if training and path.endswith("bias"):
+            np.testing.assert_array_equal(got[path], np.zeros_like(value), err_msg=path)
+            kernel = got[path.replace("bias", "kernel")]
+            assert np.max(np.abs(value)) < 1e-3 * np.max(np.abs(kernel))
+        else:
+            np.testing.assert_allclose(got[path], value, rtol=1e-4, atol=1e-4, err_msg=path)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a graph of unknown length")
+def test_unknown_length_in_a_graph_pools_like_a_known_one():
+    import tensorflow as tf
+
+    layer = RawNetBlock(3)
+    layer.build((None, None, 2))
+    call = tf.function(
+        lambda x: layer(x, training=False), input_signature=[tf.TensorSpec([None, None, 2])]
+    )
+    for frames in (1, 2, 3, 28):
+        x = np.random.default_rng(frames).normal(size=(2, frames, 2)).astype("float32")
+        got = _to_numpy(call(x))
+        assert got.shape == (2, frames // 3, 3)
+        np.testing.assert_allclose(got, _to_numpy(layer(x, training=False)), rtol=1e-6, atol=1e-6)
