@@ -127,3 +127,19 @@ def test_inference_affine_is_the_layer_at_inference():
 def test_run_layer_test():
     x = np.random.default_rng(9).normal(size=(4, 10, 6)).astype("float32")
     run_layer_test(BatchNormalization, x, expected_output_shape=(4, 10, 6))
+
+
+def _case_batch_statistics():
+    x = np.random.default_rng(43).normal(2.0, 3.0, size=(4, 9, 5)).astype("float32")
+    return BatchNormalization(), x, {"training": True}
+
+
+def _case_moving_statistics():
+    x = np.random.default_rng(44).normal(size=(3, 7, 4)).astype("float32")
+    return BatchNormalization(), x, {"training": False}
+
+
+BACKEND_CASES = {
+    "batch normalization, batch statistics": _case_batch_statistics,
+    "batch normalization, moving statistics": _case_moving_statistics,
+}

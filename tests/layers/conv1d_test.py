@@ -70,3 +70,19 @@ def test_other_settings_run_keras_call(kwargs):
 def test_run_layer_test():
     x = np.random.default_rng(4).normal(size=(2, 30, 1)).astype("float32")
     run_layer_test(lambda: Conv1D(6, 3, strides=3), x, expected_output_shape=(2, 10, 6))
+
+
+def _case_frames():
+    x = np.random.default_rng(41).normal(size=(2, 27, 1)).astype("float32")
+    return Conv1D(4, 3, strides=3, padding="valid"), x, {}
+
+
+def _case_general():
+    x = np.random.default_rng(42).normal(size=(2, 20, 3)).astype("float32")
+    return Conv1D(5, 3, strides=1, padding="same"), x, {}
+
+
+BACKEND_CASES = {
+    "conv1d non-overlapping frames": _case_frames,
+    "conv1d overlapping (Keras's path)": _case_general,
+}

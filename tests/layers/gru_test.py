@@ -112,3 +112,21 @@ def test_run_layer_test():
         lambda: GRU(3, recurrent_dropout=0.3), x, expected_output_shape=(2, 3),
         call_kwargs={"training": False},
     )
+
+
+def _case_authors():
+    x = np.random.default_rng(45).normal(size=(2, 9, 5)).astype("float32")
+    layer = GRU(6, recurrent_dropout=0.3, reset_after=False,
+                recurrent_activation="hard_sigmoid", return_sequences=True)
+    return layer, x, {"training": False}
+
+
+def _case_default():
+    x = np.random.default_rng(46).normal(size=(2, 8, 5)).astype("float32")
+    return GRU(6, recurrent_dropout=0.3), x, {"training": False}
+
+
+BACKEND_CASES = {
+    "gru reset_after=False, hard sigmoid gates (projection before the loop)": _case_authors,
+    "gru default gates": _case_default,
+}
