@@ -825,25 +825,11 @@ def write_shards(
 
 def check_stream_replica(replica, batch_size, num_shards):
     """`None`, or `(index, count)` checked for streaming: `count` workers, each its own shards."""
+    from keras_spk.data.pipeline import check_replica
+
     if replica is None:
         return None
-    valid = (
-        isinstance(replica, (tuple, list))
-        and len(replica) == 2
-        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in replica)
-        and 0 <= replica[0] < replica[1]
-    )
-    if not valid:
-        raise ValueError(
-            "replica must be None or (index, count) with 0 <= index < count. "
-            f"Received: replica={replica!r}"
-        )
-    index, count = int(replica[0]), int(replica[1])
-    if batch_size % count:
-        raise ValueError(
-            f"The batch of {batch_size} does not split evenly over {count} data-parallel workers: "
-            f"make the batch size a multiple of {count}. Received: batch_size={batch_size}"
-        )
+    index, count = check_replica(replica, batch_size)
     if count > num_shards:
         raise ValueError(
             f"{count} workers cannot each stream their own shards from {num_shards} shard(s). "
